@@ -1,0 +1,323 @@
+"""Recurrent cells as pure functions.
+
+A :class:`Cell` is a NamedTuple of three pure functions, in the manner of optax's
+``GradientTransformation``::
+
+    params = cell.init(key, input_size)          # pytree of arrays
+    carry = cell.initial_carry(batch_shape=())   # zeros
+    carry, y = cell.step(params, carry, x)       # the body of jax.lax.scan
+
+``step`` is written for one example (``x: [input_size]``); leading batch dimensions
+work too as long as ``x`` and the carry share them (``x: [*batch, input_size]``,
+``carry: [*batch, hidden]``), and ``jax.vmap`` works as usual.
+
+Parameter layout (all cells): ``w_x: [input_size, G*H]``, ``w_h: [H, G*H]``,
+``b: [G*H]``, where G gate blocks of width H are stacked along the last axis in the
+order given by the cell's ``gates`` field. Keeping ``w_x`` and ``w_h`` apart lets an
+optimizer treat recurrent weights separately and lets diagnostics read ``w_h``
+directly; see BUILD_NOTES.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnn_jax import initializers as inits
+
+Params = Any
+Carry = Any
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: pure ``init``, ``initial_carry`` and ``step`` plus metadata.
+
+    Attributes:
+      init: ``(key, input_size) -> params``.
+      initial_carry: ``(batch_shape=()) -> carry`` of zeros.
+      step: ``(params, carry, x) -> (carry, y)``.
+      hidden_size: H, the width of ``y``.
+      gates: names of the stacked gate blocks in ``w_x``/``w_h``/``b``, in order.
+    """
+
+    init: Callable[..., Params]
+    initial_carry: Callable[..., Carry]
+    step: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
+    hidden_size: int
+    gates: tuple[str, ...] = ()
+
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def _check_size(name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_input(x, params, carry_leaf, hidden_size: int) -> None:
+    """Trace-time shape checks shared by the built-in steps."""
+    input_size = params["w_x"].shape[0]
+    if x.ndim < 1 or x.shape[-1] != input_size:
+        raise ValueError(
+            f"x must have shape [..., input_size={input_size}] (the size given to init), "
+            f"got shape {tuple(x.shape)}")
+    expected = tuple(x.shape[:-1]) + (hidden_size,)
+    if tuple(carry_leaf.shape) != expected:
+        raise ValueError(
+            f"carry must have shape {expected} (x's batch shape + hidden_size), "
+            f"got {tuple(carry_leaf.shape)}")
+
+
+def _bias(b, like):
+    # Explicit reshape instead of implicit rank promotion, so the cells run under
+    # jax_numpy_rank_promotion="raise" with leading batch dimensions.
+    return b.reshape((1,) * (like.ndim - 1) + b.shape)
+
+
+def _split(z, n: int):
+    return jnp.split(z, n, axis=-1)
+
+
+def _dense_init(key, input_size, hidden_size, n_gates, kernel_init, recurrent_init, dtype):
+    """``w_x`` from ``kernel_init`` and ``w_h`` as n_gates independent [H, H] blocks."""
+    k_x, k_h = jax.random.split(key)
+    w_x = kernel_init(k_x, (input_size, n_gates * hidden_size), dtype)
+    blocks = [recurrent_init(k, (hidden_size, hidden_size), dtype)
+              for k in jax.random.split(k_h, n_gates)]
+    return w_x, jnp.concatenate(blocks, axis=-1)
+
+
+def _zeros_carry(hidden_size, dtype, n):
+    def initial_carry(batch_shape=()):
+        z = jnp.zeros(tuple(batch_shape) + (hidden_size,), dtype)
+        return z if n == 1 else tuple(z for _ in range(n))
+    return initial_carry
+
+
+# ----------------------------------------------------------------------------- RNN
+
+def rnn(hidden_size: int, *, activation: str = "tanh",
+        recurrent_init: str = "orthogonal", recurrent_scale: float = 1.0,
+        kernel_init: inits.Initializer = inits.glorot_uniform,
+        dtype=jnp.float32) -> Cell:
+    """Elman RNN: ``h_t = f(x_t @ w_x + h_{t-1} @ w_h + b)``, ``y_t = h_t``.
+
+    Args:
+      hidden_size: H.
+      activation: ``"tanh"`` or ``"relu"``.
+      recurrent_init: ``"orthogonal"`` (default), ``"identity"`` (with ``activation="relu"``
+        this is the IRNN of Le et al. 2015) or ``"gaussian"`` (N(0, scale^2/H)).
+      recurrent_scale: multiplies the recurrent init. For orthogonal and identity it is
+        exactly the spectral radius of ``w_h``; for gaussian it is the radius in the
+        large-H limit.
+      kernel_init: initializer for ``w_x`` (default Glorot uniform). ``b`` starts at 0.
+      dtype: parameter and carry dtype.
+
+    Params: ``{"w_x": [I, H], "w_h": [H, H], "b": [H]}``. Carry: ``h: [*batch, H]``.
+    """
+    _check_size("hidden_size", hidden_size)
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    act = _ACTIVATIONS[activation]
+    rec_init = inits.recurrent(recurrent_init, recurrent_scale)
+
+    def init(key, input_size):
+        _check_size("input_size", input_size)
+        w_x, w_h = _dense_init(key, input_size, hidden_size, 1, kernel_init, rec_init, dtype)
+        return {"w_x": w_x, "w_h": w_h, "b": jnp.zeros((hidden_size,), dtype)}
+
+    def step(params, h, x):
+        _check_input(x, params, h, hidden_size)
+        z = x @ params["w_x"] + h @ params["w_h"]
+        h = act(z + _bias(params["b"], z))
+        return h, h
+
+    return Cell(init, _zeros_carry(hidden_size, dtype, 1), step, hidden_size, ("h",))
+
+
+# ---------------------------------------------------------------------------- LSTM
+
+def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True,
+         coupled: bool = False, peephole: bool = False, chrono_t_max: float | None = None,
+         kernel_init: inits.Initializer = inits.glorot_uniform,
+         recurrent_init: inits.Initializer = inits.orthogonal,
+         dtype=jnp.float32) -> Cell:
+    """LSTM with forget gate (Gers et al. 2000) and the common variants.
+
+    Equations (sigma = logistic sigmoid, all products elementwise)::
+
+        i_t = sigma(x_t W_xi + h_{t-1} W_hi + b_i [+ p_i * c_{t-1}])
+        f_t = sigma(x_t W_xf + h_{t-1} W_hf + b_f [+ p_f * c_{t-1}])
+        g_t = tanh (x_t W_xg + h_{t-1} W_hg + b_g)
+        c_t = f_t * c_{t-1} + i_t * g_t
+        o_t = sigma(x_t W_xo + h_{t-1} W_ho + b_o [+ p_o * c_t])
+        h_t = o_t * tanh(c_t),   y_t = h_t
+
+    Args:
+      hidden_size: H.
+      forget_bias: initial value of ``b_f`` (Gers et al. 2000; Jozefowicz et al. 2015
+        recommend 1.0). Other biases start at 0.
+      forget_gate: ``False`` gives the 1997 original (Hochreiter & Schmidhuber): no
+        forget gate, ``f_t = 1`` (the constant error carousel).
+      coupled: CIFG (Greff et al. 2017): no input gate, ``i_t = 1 - f_t``.
+      peephole: peephole weights ``p_i, p_f, p_o`` (Gers & Schmidhuber 2000), init 0.
+      chrono_t_max: if set, chrono-initialise the biases (Tallec & Ollivier 2018):
+        ``b_f = log U[1, T_max - 1]`` and ``b_i = -b_f``; overrides ``forget_bias``.
+      kernel_init, recurrent_init: initializers for ``w_x`` and each [H, H] gate
+        block of ``w_h`` (default Glorot uniform and orthogonal).
+
+    Gate blocks, in order: ``("i", "f", "g", "o")``; without a forget gate
+    ``("i", "g", "o")``; CIFG ``("f", "g", "o")``. Params: ``w_x: [I, G*H]``,
+    ``w_h: [H, G*H]``, ``b: [G*H]`` and, with peepholes, ``p_i``/``p_f``/``p_o: [H]``
+    (only those of gates that exist). Carry: ``(h, c)``, each ``[*batch, H]``.
+    """
+    _check_size("hidden_size", hidden_size)
+    if not forget_gate and coupled:
+        raise ValueError("coupled=True (CIFG) derives the input gate from the forget gate, "
+                         "so it needs forget_gate=True")
+    if chrono_t_max is not None and not forget_gate:
+        raise ValueError("chrono_t_max initialises the forget-gate bias, so it needs forget_gate=True")
+    if not forget_gate:
+        gates = ("i", "g", "o")
+    elif coupled:
+        gates = ("f", "g", "o")
+    else:
+        gates = ("i", "f", "g", "o")
+    n = len(gates)
+    H = hidden_size
+
+    def init(key, input_size):
+        _check_size("input_size", input_size)
+        k_w, k_b = jax.random.split(key)
+        w_x, w_h = _dense_init(k_w, input_size, H, n, kernel_init, recurrent_init, dtype)
+        b = {g: jnp.zeros((H,), dtype) for g in gates}
+        if forget_gate:
+            b["f"] = jnp.full((H,), forget_bias, dtype)
+        if chrono_t_max is not None:
+            b_f, b_i = inits.chrono(k_b, H, dtype, t_max=chrono_t_max)
+            b["f"] = b_f
+            if "i" in b:
+                b["i"] = b_i
+        params = {"w_x": w_x, "w_h": w_h, "b": jnp.concatenate([b[g] for g in gates])}
+        if peephole:
+            for g in gates:
+                if g != "g":
+                    params["p_" + g] = jnp.zeros((H,), dtype)
+        return params
+
+    def step(params, carry, x):
+        h, c = carry
+        _check_input(x, params, h, H)
+        if c.shape != h.shape:
+            raise ValueError(f"carry (h, c) must have equal shapes, got h {h.shape} and c {c.shape}")
+        z = x @ params["w_x"] + h @ params["w_h"]
+        z = dict(zip(gates, _split(z + _bias(params["b"], z), n)))
+
+        def peep(g, cell):
+            key = "p_" + g
+            return z[g] + _bias(params[key], cell) * cell if key in params else z[g]
+
+        f = jax.nn.sigmoid(peep("f", c)) if "f" in z else None
+        i = jax.nn.sigmoid(peep("i", c)) if "i" in z else 1.0 - f
+        g = jnp.tanh(z["g"])
+        c = i * g if f is None else f * c + i * g
+        o = jax.nn.sigmoid(peep("o", c))
+        h = o * jnp.tanh(c)
+        return (h, c), h
+
+    return Cell(init, _zeros_carry(H, dtype, 2), step, H, gates)
+
+
+# ----------------------------------------------------------------------------- GRU
+
+def gru(hidden_size: int, *, reset_after: bool = False,
+        kernel_init: inits.Initializer = inits.glorot_uniform,
+        recurrent_init: inits.Initializer = inits.orthogonal,
+        dtype=jnp.float32) -> Cell:
+    """Gated recurrent unit of Cho et al. 2014 (arXiv 1406.1078), eqs. (5)-(8)::
+
+        r_t = sigma(x_t W_xr + h_{t-1} W_hr + b_r)
+        z_t = sigma(x_t W_xz + h_{t-1} W_hz + b_z)
+        n_t = tanh (x_t W_xn + (r_t * h_{t-1}) W_hn + b_n)      # reset_after=False
+        n_t = tanh (x_t W_xn + r_t * (h_{t-1} W_hn + b_hn) + b_n)  # reset_after=True
+        h_t = z_t * h_{t-1} + (1 - z_t) * n_t,   y_t = h_t
+
+    ``reset_after=True`` is the cuDNN / PyTorch / flax ``GRUCell`` form; it lets one
+    matmul serve all three recurrent blocks and adds the bias ``b_hn: [H]``.
+
+    Gate blocks, in order: ``("r", "z", "n")``. Params: ``w_x: [I, 3H]``,
+    ``w_h: [H, 3H]``, ``b: [3H]`` (+ ``b_hn: [H]`` when ``reset_after``). Carry: ``h``.
+    """
+    _check_size("hidden_size", hidden_size)
+    H = hidden_size
+
+    def init(key, input_size):
+        _check_size("input_size", input_size)
+        w_x, w_h = _dense_init(key, input_size, H, 3, kernel_init, recurrent_init, dtype)
+        params = {"w_x": w_x, "w_h": w_h, "b": jnp.zeros((3 * H,), dtype)}
+        if reset_after:
+            params["b_hn"] = jnp.zeros((H,), dtype)
+        return params
+
+    def step(params, h, x):
+        _check_input(x, params, h, H)
+        zx = x @ params["w_x"]
+        zx = zx + _bias(params["b"], zx)
+        x_r, x_z, x_n = _split(zx, 3)
+        if reset_after:
+            zh = h @ params["w_h"]
+            h_r, h_z, h_n = _split(zh, 3)
+            r = jax.nn.sigmoid(x_r + h_r)
+            z = jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + r * (h_n + _bias(params["b_hn"], h_n)))
+        else:
+            w_rz, w_n = params["w_h"][:, :2 * H], params["w_h"][:, 2 * H:]
+            h_r, h_z = _split(h @ w_rz, 2)
+            r = jax.nn.sigmoid(x_r + h_r)
+            z = jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + (r * h) @ w_n)
+        h = z * h + (1.0 - z) * n
+        return h, h
+
+    return Cell(init, _zeros_carry(H, dtype, 1), step, H, ("r", "z", "n"))
+
+
+# ------------------------------------------------------------------------ stacking
+
+def stack(cells: list[Cell] | tuple[Cell, ...], *, skip: bool = False) -> Cell:
+    """Deep RNN as one cell: layer l's output is layer l+1's input at the same step.
+
+    The carry is a tuple of the layers' carries and ``y`` is the top layer's output.
+    With ``skip=True`` each layer whose input and output widths agree adds its input
+    to its output (a residual connection). Use this form when the per-step carry of
+    the whole stack matters (diagnostics, generation); ``rnn_jax.ops.stacked`` runs
+    layer by layer instead and supports dropout between layers.
+    """
+    cells = tuple(cells)
+    if not cells:
+        raise ValueError("cells must hold at least one Cell")
+
+    def init(key, input_size):
+        keys = jax.random.split(key, len(cells))
+        sizes = [input_size] + [c.hidden_size for c in cells[:-1]]
+        return tuple(c.init(k, n) for c, k, n in zip(cells, keys, sizes))
+
+    def initial_carry(batch_shape=()):
+        return tuple(c.initial_carry(batch_shape) for c in cells)
+
+    def step(params, carry, x):
+        if len(params) != len(cells) or len(carry) != len(cells):
+            raise ValueError(f"params and carry must each hold {len(cells)} layers, "
+                             f"got {len(params)} and {len(carry)}")
+        new = []
+        for c, p, h in zip(cells, params, carry):
+            h, y = c.step(p, h, x)
+            new.append(h)
+            x = y + x if skip and y.shape == x.shape else y
+        return tuple(new), x
+
+    return Cell(init, initial_carry, step, cells[-1].hidden_size, ())

@@ -20,6 +20,7 @@ directly; see BUILD_NOTES.md.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -53,13 +54,23 @@ _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
 def _check_size(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    # operator.index accepts NumPy integers (e.g. sizes read from an array's shape
+    # arithmetic) but rejects floats; bools are ints to Python but never a size.
+    try:
+        size = operator.index(value)
+    except TypeError:
+        size = None
+    if size is None or isinstance(value, bool) or size < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return size
 
 
 def _check_input(x, params, carry_leaf, hidden_size: int) -> None:
     """Trace-time shape checks shared by the built-in steps."""
+    if not hasattr(carry_leaf, "shape"):
+        raise TypeError(
+            f"carry must be an array of shape [..., hidden_size={hidden_size}], "
+            f"got {type(carry_leaf).__name__}")
     input_size = params["w_x"].shape[0]
     if x.ndim < 1 or x.shape[-1] != input_size:
         raise ValueError(
@@ -119,14 +130,14 @@ def rnn(hidden_size: int, *, activation: str = "tanh",
 
     Params: ``{"w_x": [I, H], "w_h": [H, H], "b": [H]}``. Carry: ``h: [*batch, H]``.
     """
-    _check_size("hidden_size", hidden_size)
+    hidden_size = _check_size("hidden_size", hidden_size)
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     act = _ACTIVATIONS[activation]
     rec_init = inits.recurrent(recurrent_init, recurrent_scale)
 
     def init(key, input_size):
-        _check_size("input_size", input_size)
+        input_size = _check_size("input_size", input_size)
         w_x, w_h = _dense_init(key, input_size, hidden_size, 1, kernel_init, rec_init, dtype)
         return {"w_x": w_x, "w_h": w_h, "b": jnp.zeros((hidden_size,), dtype)}
 
@@ -175,7 +186,7 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
     ``w_h: [H, G*H]``, ``b: [G*H]`` and, with peepholes, ``p_i``/``p_f``/``p_o: [H]``
     (only those of gates that exist). Carry: ``(h, c)``, each ``[*batch, H]``.
     """
-    _check_size("hidden_size", hidden_size)
+    hidden_size = _check_size("hidden_size", hidden_size)
     if not forget_gate and coupled:
         raise ValueError("coupled=True (CIFG) derives the input gate from the forget gate, "
                          "so it needs forget_gate=True")
@@ -191,7 +202,7 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
     H = hidden_size
 
     def init(key, input_size):
-        _check_size("input_size", input_size)
+        input_size = _check_size("input_size", input_size)
         k_w, k_b = jax.random.split(key)
         w_x, w_h = _dense_init(k_w, input_size, H, n, kernel_init, recurrent_init, dtype)
         b = {g: jnp.zeros((H,), dtype) for g in gates}
@@ -210,6 +221,9 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
         return params
 
     def step(params, carry, x):
+        if not (isinstance(carry, (tuple, list)) and len(carry) == 2):
+            raise TypeError(f"LSTM carry must be a pair (h, c) of [..., {H}] arrays, "
+                            f"got {type(carry).__name__}")
         h, c = carry
         _check_input(x, params, h, H)
         if c.shape != h.shape:
@@ -224,7 +238,8 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
         f = jax.nn.sigmoid(peep("f", c)) if "f" in z else None
         i = jax.nn.sigmoid(peep("i", c)) if "i" in z else 1.0 - f
         g = jnp.tanh(z["g"])
-        c = i * g if f is None else f * c + i * g
+        # Without a forget gate f_t = 1: the 1997 constant error carousel keeps c_{t-1}.
+        c = c + i * g if f is None else f * c + i * g
         o = jax.nn.sigmoid(peep("o", c))
         h = o * jnp.tanh(c)
         return (h, c), h
@@ -252,11 +267,11 @@ def gru(hidden_size: int, *, reset_after: bool = False,
     Gate blocks, in order: ``("r", "z", "n")``. Params: ``w_x: [I, 3H]``,
     ``w_h: [H, 3H]``, ``b: [3H]`` (+ ``b_hn: [H]`` when ``reset_after``). Carry: ``h``.
     """
-    _check_size("hidden_size", hidden_size)
+    hidden_size = _check_size("hidden_size", hidden_size)
     H = hidden_size
 
     def init(key, input_size):
-        _check_size("input_size", input_size)
+        input_size = _check_size("input_size", input_size)
         w_x, w_h = _dense_init(key, input_size, H, 3, kernel_init, recurrent_init, dtype)
         params = {"w_x": w_x, "w_h": w_h, "b": jnp.zeros((3 * H,), dtype)}
         if reset_after:
@@ -310,6 +325,9 @@ def stack(cells: list[Cell] | tuple[Cell, ...], *, skip: bool = False) -> Cell:
         return tuple(c.initial_carry(batch_shape) for c in cells)
 
     def step(params, carry, x):
+        if not (isinstance(params, (tuple, list)) and isinstance(carry, (tuple, list))):
+            raise TypeError(f"params and carry of a stack must be tuples with one entry per "
+                            f"layer, got {type(params).__name__} and {type(carry).__name__}")
         if len(params) != len(cells) or len(carry) != len(cells):
             raise ValueError(f"params and carry must each hold {len(cells)} layers, "
                              f"got {len(params)} and {len(carry)}")

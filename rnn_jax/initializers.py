@@ -27,7 +27,10 @@ def orthogonal(key, shape, dtype=jnp.float32, *, scale: float = 1.0) -> jax.Arra
     """
     n_rows, n_cols = shape[-2], shape[-1]
     big, small = max(n_rows, n_cols), min(n_rows, n_cols)
-    a = jax.random.normal(key, (big, small), jnp.float32)
+    # QR in float64 when that is what was asked for (with x64 enabled), else float32,
+    # so orthogonality holds to the precision of the requested dtype.
+    work = jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+    a = jax.random.normal(key, (big, small), work)
     q, r = jnp.linalg.qr(a)
     # Fixing the signs of diag(r) makes q Haar-distributed rather than biased by QR.
     q = q * jnp.sign(jnp.diagonal(r))[None, :]

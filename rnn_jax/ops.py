@@ -36,7 +36,8 @@ def _swap_time_batch(tree):
 
 def _check_carry(step, params, carry, xs) -> None:
     """Raise a ValueError when ``step`` would change the carry's structure, shape or dtype."""
-    x0 = jax.tree_util.tree_map(lambda a: a[0], xs)
+    # A shape struct rather than xs[0], so that a zero-length sequence is valid too.
+    x0 = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), xs)
     out = jax.eval_shape(step, params, carry, x0)
     if not (isinstance(out, tuple) and len(out) == 2):
         raise TypeError("step must return a pair (carry, y)")
@@ -49,6 +50,9 @@ def _check_carry(step, params, carry, xs) -> None:
 
 
 def _check_lengths(lengths, carry, num_steps: int):
+    # Read concrete values before jnp.asarray: under jit, jnp.asarray turns even a
+    # closed-over NumPy array into a tracer, which would skip the range check.
+    concrete = None if isinstance(lengths, jax.core.Tracer) else np.asarray(lengths)
     lengths = jnp.asarray(lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"lengths must be an integer array, got dtype {lengths.dtype}")
@@ -58,8 +62,8 @@ def _check_lengths(lengths, carry, num_steps: int):
                 f"lengths must have the carry's batch shape, a prefix of every carry leaf's "
                 f"shape; got lengths.shape={tuple(lengths.shape)} and a carry leaf of shape "
                 f"{tuple(jnp.shape(leaf))} (for one sequence, lengths is a scalar)")
-    if not isinstance(lengths, jax.core.Tracer):
-        lo, hi = int(np.min(lengths)), int(np.max(lengths))
+    if concrete is not None and concrete.size:
+        lo, hi = int(np.min(concrete)), int(np.max(concrete))
         if lo < 0 or hi > num_steps:
             raise ValueError(f"lengths must lie in [0, T={num_steps}], got values in [{lo}, {hi}]")
     # Under jit the values cannot be inspected; clipping keeps out-of-range values defined.

@@ -1,0 +1,117 @@
+"""A sequence model from a config: one recurrent cell, scanned over time, plus a linear readout.
+
+``make_model(config)`` reads
+
+* ``config.cell``: ``"rnn"``, ``"lstm"`` or ``"gru"`` (``rnn_jax.cells``);
+* ``config.hidden_size``: H;
+* ``config.cell_kwargs``: keyword arguments of that cell's constructor (e.g.
+  ``forget_bias``, ``chrono_t_max`` for the LSTM; ``activation``, ``recurrent_init``,
+  ``recurrent_scale`` for the RNN; ``reset_after`` for the GRU);
+* ``config.task.name`` and ``config.task.kwargs``: the task (``rnn_jax.tasks.get``),
+  which fixes the input width, output width and whether the model predicts once per
+  sequence (``output_mode == "last"``) or at every step (``"all"``).
+
+Parameters are ``{"cell": cell_params, "readout": {"w": [H, out], "b": [out]}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnn_jax import cells as cells_lib
+from rnn_jax import initializers as inits
+from rnn_jax import tasks as tasks_lib
+from rnn_jax.cells import Cell
+from rnn_jax.ops import unroll
+from rnn_jax.tasks.base import Task
+
+CELLS = {"rnn": cells_lib.rnn, "lstm": cells_lib.lstm, "gru": cells_lib.gru}
+
+
+class Model(NamedTuple):
+    """A recurrent model as pure functions.
+
+    Attributes:
+      init: ``(key) -> params``.
+      apply: ``(params, batch) -> outputs``; ``batch["inputs"]: [B, T, I]`` and
+        ``batch["lengths"]: [B]``; outputs ``[B, out]`` for ``output_mode == "last"``,
+        ``[B, T, out]`` for ``"all"`` (zero rows beyond each sequence's length, plus
+        the readout bias).
+      cell: the :class:`~rnn_jax.cells.Cell`.
+      task: the :class:`~rnn_jax.tasks.base.Task` the model is built for.
+    """
+
+    init: Callable[[jax.Array], Any]
+    apply: Callable[[Any, Mapping[str, jax.Array]], jax.Array]
+    cell: Cell
+    task: Task
+
+
+def _as_dict(maybe_config) -> dict:
+    if maybe_config is None:
+        return {}
+    if hasattr(maybe_config, "to_dict"):
+        return maybe_config.to_dict()
+    return dict(maybe_config)
+
+
+def make_cell(config) -> Cell:
+    """``rnn_jax.cells.<config.cell>(config.hidden_size, **config.cell_kwargs)``."""
+    name = config.cell
+    if name not in CELLS:
+        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {name!r}")
+    kwargs = _as_dict(config.get("cell_kwargs", None))
+    try:
+        return CELLS[name](config.hidden_size, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"cell_kwargs {sorted(kwargs)} do not fit cell {name!r}: {e}") from e
+
+
+def make_task(config) -> Task:
+    """``rnn_jax.tasks.get(config.task.name, **config.task.kwargs)``."""
+    kwargs = _as_dict(config.task.get("kwargs", None))
+    try:
+        return tasks_lib.get(config.task.name, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"task.kwargs {sorted(kwargs)} do not fit task "
+                        f"{config.task.name!r}: {e}") from e
+
+
+def _hidden(carry):
+    # Built-in cells: RNN/GRU carry h, LSTM carry (h, c); the readout sees h.
+    return carry[0] if isinstance(carry, tuple) else carry
+
+
+def make_model(config) -> Model:
+    """Build the :class:`Model` described by ``config`` (see the module docstring)."""
+    cell = make_cell(config)
+    task = make_task(config)
+    if task.output_mode not in ("last", "all"):
+        raise ValueError(f"task {task.name!r} has output_mode {task.output_mode!r}; "
+                         "expected 'last' or 'all'")
+    H, out = cell.hidden_size, task.output_size
+
+    def init(key):
+        k_cell, k_out = jax.random.split(key)
+        return {"cell": cell.init(k_cell, task.input_size),
+                "readout": {"w": inits.glorot_uniform(k_out, (H, out)),
+                            "b": jnp.zeros((out,), jnp.float32)}}
+
+    def apply(params, batch):
+        inputs, lengths = batch["inputs"], batch["lengths"]
+        if inputs.ndim != 3 or inputs.shape[-1] != task.input_size:
+            raise ValueError(f"batch['inputs'] must have shape [B, T, {task.input_size}], "
+                             f"got {tuple(inputs.shape)}")
+        carry0 = cell.initial_carry((inputs.shape[0],))
+        final, ys = unroll(cell.step, params["cell"], carry0, inputs, lengths=lengths,
+                           time_major=False)
+        w, b = params["readout"]["w"], params["readout"]["b"]
+        if task.output_mode == "last":
+            h = _hidden(final)  # [B, H], each sequence's state after its last valid step
+            return h @ w + b.reshape(1, out)
+        return jnp.einsum("bth,ho->bto", ys, w) + b.reshape(1, 1, out)
+
+    return Model(init, apply, cell, task)

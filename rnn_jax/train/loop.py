@@ -1,0 +1,250 @@
+"""``train_and_evaluate(config, workdir)``: the driver around the pure training functions.
+
+What it does, in order:
+
+1. validates the config (before anything compiles) and resolves its defaults
+   (``optimizer.decay_steps = 0`` -> ``num_steps``, ``task.eval_size = 0`` -> the
+   task's own);
+2. opens ``<workdir>/checkpoints``; if it holds a checkpoint, checks that it was
+   written with a compatible config and resumes from the latest one;
+3. writes the resolved config to ``<workdir>/config.json``;
+4. trains all ``config.num_seeds`` seeds as one vmapped, jitted program, in chunks
+   of ``gcd(log_every, eval_every, checkpoint_every)`` steps, sharding each batch over
+   the local devices;
+5. after each chunk: stops on non-finite loss/gradients (unless
+   ``config.skip_nonfinite``), logs, evaluates and checkpoints at their intervals;
+6. writes the final eval metrics to ``<workdir>/eval.json``.
+
+For several hosts call ``jax.distributed.initialize()`` first on every host; the mesh
+then spans ``jax.devices()`` and each host runs this same program (see the README).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging as std_logging
+import math
+import os
+from typing import Callable, NamedTuple
+
+import jax
+import numpy as np
+from absl import logging
+
+from rnn_jax import models, training
+from rnn_jax.train import config as config_lib
+from rnn_jax.train.checkpointing import Checkpointer
+from rnn_jax.train.metrics_log import MetricsLogger, Progress, summarize
+
+
+class _DropOrbaxInfo(std_logging.Filter):
+    """orbax logs every save step at INFO; keep its warnings, drop the chatter."""
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def resolve_config(config):
+    """A copy of ``config`` with defaults that depend on other fields filled in."""
+    config = copy.deepcopy(config)
+    if config.optimizer.decay_steps == 0:
+        config.optimizer.decay_steps = config.num_steps
+    if config.task.eval_size == 0:
+        config.task.eval_size = models.make_task(config).eval_size
+    return config
+
+
+def make_mesh(config):
+    """A 1-D ``"data"`` mesh over ``config.num_devices`` devices (0 = all), or None for one."""
+    devices = jax.devices()
+    n = config.num_devices or len(devices)
+    if n == 1:
+        return None
+    return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
+    """Raise FloatingPointError at the first step with a non-finite loss or gradient."""
+    for quantity, key in (("loss", "nonfinite_loss"), ("gradient", "nonfinite_grad")):
+        bad = np.asarray(metrics[key]) > 0  # [num_seeds, n]
+        if bad.any():
+            seeds, idx = np.nonzero(bad)
+            order = np.argsort(idx, kind="stable")
+            seed, i = int(seeds[order[0]]), int(idx[order[0]])
+            # The failing step is number first_step + i + 1 (steps count from 1).
+            raise FloatingPointError(
+                f"non-finite {quantity} at step {first_step + i + 1} (seed index {seed}); "
+                f"the last good checkpoint (step {checkpointer.latest_step()}) is kept. "
+                "Lower optimizer.learning_rate, enable clipping (optimizer.clip_norm), or "
+                "set skip_nonfinite=True to skip such updates.")
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Train ``config.num_seeds`` seeds in ``workdir`` (resuming if possible); return the final eval.
+
+    Returns the dict written to ``eval.json``: ``step``, ``metric_name``, the mean
+    (and with several seeds std and per-seed values) of every eval metric, and
+    ``success`` per seed by the task's criterion.
+    """
+    config_lib.validate(config)
+    config = resolve_config(config)
+    task = models.make_task(config)
+    os.makedirs(workdir, exist_ok=True)
+    quiet = _DropOrbaxInfo()
+    handler = logging.get_absl_handler()
+    handler.addFilter(quiet)
+    try:
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
+                            metric_name=task.metric_name, higher_is_better=task.higher_is_better)
+        try:
+            return _train(config, workdir, task, ckpt)
+        finally:
+            ckpt.close()
+    finally:
+        handler.removeFilter(quiet)
+
+
+def restore_state(config, workdir: str, step: int | None = None):
+    """The :class:`~rnn_jax.training.TrainState` (leading seed axis) saved in ``workdir``.
+
+    ``step`` defaults to the latest checkpoint. Raises FileNotFoundError if there is
+    none and IncompatibleCheckpointError if it was written with a different config.
+    """
+    config_lib.validate(config)
+    config = resolve_config(config)
+    task = models.make_task(config)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
+                        metric_name=task.metric_name, higher_is_better=task.higher_is_better,
+                        read_only=True)
+    try:
+        step = ckpt.latest_step() if step is None else step
+        if step is None or step not in ckpt.all_steps():
+            raise FileNotFoundError(f"no checkpoint {'' if step is None else step} in "
+                                    f"{ckpt.directory}; saved steps: {ckpt.all_steps()}")
+        ckpt.check_compatible(step, config)
+        keys, _ = training.seed_keys(config)
+        like = jax.eval_shape(jax.vmap(functools.partial(training.init_state, config)), keys)
+        return ckpt.restore(step, like)
+    finally:
+        ckpt.close()
+
+
+class _Programs(NamedTuple):
+    init: Callable
+    runner: Callable  # n -> jitted (states) -> (states, metrics [num_seeds, n])
+    evaluate: Callable
+
+
+def _program_key(config, mesh) -> str:
+    # Fields that only set run length and cadence do not change the compiled program
+    # (the schedule's length is already resolved into optimizer.decay_steps).
+    d = json.loads(config.to_json())
+    for field in config_lib.RESUMABLE_FIELDS:
+        if field != "skip_nonfinite":  # that one is compiled into the step
+            d.pop(field, None)
+    devices = None if mesh is None else [str(x) for x in mesh.devices.flat]
+    return json.dumps([d, devices], sort_keys=True)
+
+
+_PROGRAM_CACHE: dict[str, _Programs] = {}
+
+
+def _programs(config, mesh) -> _Programs:
+    """The jitted programs of a run, shared by runs whose configs differ only in
+    run length or cadence (a resumed run in the same process compiles nothing)."""
+    key = _program_key(config, mesh)
+    if key not in _PROGRAM_CACHE:
+        if len(_PROGRAM_CACHE) >= 8:
+            _PROGRAM_CACHE.pop(next(iter(_PROGRAM_CACHE)))
+        _PROGRAM_CACHE[key] = _build_programs(copy.deepcopy(config), mesh)
+    return _PROGRAM_CACHE[key]
+
+
+def _build_programs(config, mesh) -> _Programs:
+    init = jax.jit(jax.vmap(functools.partial(training.init_state, config)))
+
+    @functools.lru_cache(maxsize=None)
+    def runner(n):
+        run = functools.partial(training.run_steps, config, num_steps=n, mesh=mesh)
+        return jax.jit(jax.vmap(run), donate_argnums=0)
+
+    evaluate = jax.jit(jax.vmap(training.make_eval(config), in_axes=(0, None)))
+    return _Programs(init, runner, evaluate)
+
+
+def _train(config, workdir, task, ckpt) -> dict:
+    start = ckpt.latest_step()
+    if start is not None:
+        ckpt.check_compatible(start, config)  # before writing anything into workdir
+    _write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+
+    mesh = make_mesh(config)
+    programs = _programs(config, mesh)
+    keys, eval_key = training.seed_keys(config)
+    state = programs.init(keys)
+    if start is not None:
+        state = ckpt.restore(start, state)
+        logging.info("resuming from the checkpoint at step %d in %s", start, ckpt.directory)
+    else:
+        start = 0
+    # Commit fresh and restored states alike (replicated over the mesh), so both hit
+    # the same compiled programs.
+    if mesh is not None:
+        placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    else:
+        placement = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    state = jax.device_put(state, placement)
+    runner, evaluate = programs.runner, programs.evaluate
+    chunk = math.gcd(config.log_every, math.gcd(config.eval_every, config.checkpoint_every))
+    logger = MetricsLogger(workdir, start_step=start)
+    progress = Progress(start, config.num_steps, config.progress_every_s)
+    step, pending, final_eval, ev = start, [], None, None
+    try:
+        while step < config.num_steps:
+            # Chunk boundaries are multiples of `chunk` from step 0, so a resumed run
+            # compiles and runs exactly the programs an uninterrupted run would.
+            n = min(chunk - step % chunk, config.num_steps - step)
+            new_state, metrics = runner(n)(state)
+            metrics = jax.device_get(metrics)
+            if not config.skip_nonfinite:
+                _check_finite(metrics, step, ckpt)
+            state, step = new_state, step + n
+            pending.append(metrics)
+            done = step == config.num_steps
+            if step % config.log_every == 0 or done:
+                chunk_metrics = {k: np.concatenate([p[k] for p in pending], axis=1).mean(axis=1)
+                                 for k in pending[0]}
+                pending = []
+                record = logger.write(step, "train", chunk_metrics)
+                progress.update(step, record["loss"], force=done)
+            if step % config.eval_every == 0 or step % config.checkpoint_every == 0 or done:
+                ev = jax.device_get(evaluate(state.params, eval_key))
+                final_eval = logger.write(step, "eval", ev)
+                if step % config.checkpoint_every == 0 or done:
+                    ckpt.save(step, state, config,
+                              metrics={task.metric_name: final_eval[task.metric_name]})
+        if final_eval is None:  # resumed a finished run: evaluate what was restored
+            ev = jax.device_get(evaluate(state.params, eval_key))
+    finally:
+        ckpt.wait()
+        logger.close()
+
+    per_seed = {k: np.asarray(v) for k, v in ev.items()}
+    success = [bool(task.success({k: v[i] for k, v in per_seed.items()}))
+               for i in range(config.num_seeds)]
+    result = {"step": step, "metric_name": task.metric_name, "success": success,
+              **summarize(per_seed)}
+    _write_json(os.path.join(workdir, "eval.json"), result)
+    logging.info("final eval at step %d: %s = %.4g (success %s)", step, task.metric_name,
+                 result[task.metric_name], success)
+    return result

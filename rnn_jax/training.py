@@ -1,0 +1,295 @@
+"""Training as pure functions of a config and a PRNG key.
+
+The pieces, each unjitted so a caller chooses how to compile them::
+
+    state = init_state(config, key)                       # TrainState
+    train_step = make_train_step(config)                  # (state, batch, key) -> (state, metrics)
+    state, metrics = run_steps(config, state, n)          # n steps under lax.scan
+    train = make_train(config)                            # key -> (state, metrics)
+    states, metrics = jax.jit(jax.vmap(train))(keys)      # many seeds, ONE program
+
+Data is a pure function of ``(state.key, step)``: step ``s`` trains on
+``task.sample(fold_in(data_key, s), batch_size, seq_len)``, so a run is reproducible
+from its key alone, and resuming from a saved state replays exactly the batches an
+uninterrupted run would have seen (no input-pipeline state). The design follows
+PureJaxRL (Lu et al. 2022, arXiv 2210.10469): the whole training loop is one jittable
+function, so vmapping over keys trains seeds in parallel.
+
+Per-step metrics (all float32 scalars):
+  ``loss``; the task's metrics (``task.metrics``); ``grad_norm``, the global gradient
+  norm BEFORE clipping; ``update_norm`` (the optimizer's update, after clipping and the
+  learning rate); ``param_norm`` (after the update); ``clipped`` (1.0 when clipping
+  changed the gradient); ``nonfinite_loss`` / ``nonfinite_grad`` (1.0 when the loss or a
+  gradient entry is NaN/Inf) and ``skipped`` (1.0 when the update was dropped because of
+  it, with ``config.skip_nonfinite``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rnn_jax import models
+from rnn_jax.train import config as config_lib
+
+validate_config = config_lib.validate
+default_config = config_lib.default_config
+
+
+class TrainState(NamedTuple):
+    """Everything that evolves during training.
+
+    Attributes:
+      params: model parameters (``models.Model.init``).
+      opt_state: optax optimizer state.
+      step: int32 scalar, the number of steps taken.
+      key: the run's PRNG key (uint32 ``[2]``). It never changes: step ``s`` derives its
+        data and noise keys from ``(key, s)``.
+    """
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array
+
+
+# ------------------------------------------------------------------------ optimizer
+
+def make_schedule(opt_config, num_steps: int, peak: float) -> optax.Schedule:
+    """The learning-rate schedule named by ``opt_config.schedule``, peaking at ``peak``."""
+    name = opt_config.schedule
+    if name == "constant":
+        return optax.constant_schedule(peak)
+    if name == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0, peak_value=peak, warmup_steps=opt_config.warmup_steps,
+            decay_steps=opt_config.decay_steps or num_steps,
+            end_value=opt_config.end_learning_rate)
+    if name == "exponential":
+        return optax.exponential_decay(peak, transition_steps=opt_config.transition_steps,
+                                       decay_rate=opt_config.decay_rate)
+    raise ValueError(f"config.optimizer.schedule must be one of {list(config_lib.SCHEDULES)}, "
+                     f"got {name!r}")
+
+
+def _base_optimizer(o, lr) -> optax.GradientTransformation:
+    name = o.name
+    if name == "sgd":
+        return optax.sgd(lr)
+    if name in ("momentum", "nesterov"):
+        return optax.sgd(lr, momentum=o.momentum, nesterov=name == "nesterov")
+    if name == "adam":
+        return optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps)
+    if name == "adamw":
+        return optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+    if name == "rmsprop":
+        return optax.rmsprop(lr, decay=o.decay, eps=o.eps)
+    raise ValueError(f"config.optimizer.name must be one of {list(config_lib.OPTIMIZERS)}, "
+                     f"got {name!r}")
+
+
+def make_clipper(config) -> optax.GradientTransformation:
+    """The (stateless) gradient clipping transform chosen by ``config.optimizer.clip_mode``.
+
+    ``global_norm`` rescales the whole gradient when its norm exceeds ``clip_norm``
+    (Pascanu, Mikolov & Bengio 2013, arXiv 1211.5063; ``clip_norm = 0`` disables it);
+    ``value`` clips each entry to ``[-clip_value, clip_value]``; ``adaptive`` is
+    unit-wise adaptive clipping (Brock et al. 2021, arXiv 2102.06171).
+    """
+    o = config.optimizer
+    if o.clip_mode == "global_norm" and o.clip_norm > 0:
+        return optax.clip_by_global_norm(o.clip_norm)
+    if o.clip_mode == "value":
+        return optax.clip(o.clip_value)
+    if o.clip_mode == "adaptive":
+        return optax.adaptive_grad_clip(o.adaptive_clip)
+    if o.clip_mode not in config_lib.CLIP_MODES:
+        raise ValueError(f"config.optimizer.clip_mode must be one of "
+                         f"{list(config_lib.CLIP_MODES)}, got {o.clip_mode!r}")
+    return optax.identity()
+
+
+def recurrent_labels(params):
+    """``"recurrent"`` for every leaf named ``w_h``, ``"default"`` for the rest."""
+    def label(path, _):
+        last = path[-1] if path else None
+        return "recurrent" if getattr(last, "key", None) == "w_h" else "default"
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """Clipping, then the optimizer with its schedule, all chosen by ``config.optimizer``.
+
+    With ``optimizer.recurrent.enabled`` the recurrent weights (``w_h``) get their own
+    learning rate and an optional extra clip over their gradients
+    (``optax.multi_transform``); the global clip still sees the whole gradient first.
+    """
+    o = config.optimizer
+    main = _base_optimizer(o, make_schedule(o, config.num_steps, o.learning_rate))
+    if o.recurrent.enabled:
+        r = o.recurrent
+        rec = _base_optimizer(o, make_schedule(o, config.num_steps, r.learning_rate))
+        if r.clip_norm > 0:
+            rec = optax.chain(optax.clip_by_global_norm(r.clip_norm), rec)
+        main = optax.multi_transform({"default": main, "recurrent": rec}, recurrent_labels)
+    return optax.chain(make_clipper(config), main)
+
+
+# ------------------------------------------------------------------------ state/steps
+
+def init_state(config, key) -> TrainState:
+    """A fresh :class:`TrainState`: params and optimizer state from ``key``."""
+    model = models.make_model(config)
+    k_init, k_run = jax.random.split(key)
+    params = model.init(k_init)
+    opt_state = make_optimizer(config).init(params)
+    return TrainState(params, opt_state, jnp.zeros((), jnp.int32), k_run)
+
+
+def _tree_any_differs(a, b):
+    diffs = [jnp.any(x != y) for x, y in zip(jax.tree_util.tree_leaves(a),
+                                             jax.tree_util.tree_leaves(b))]
+    return jnp.any(jnp.stack(diffs)) if diffs else jnp.zeros((), bool)
+
+
+def _select(pred, new, old):
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(pred, n, o), new, old)
+
+
+def make_train_step(config) -> Callable:
+    """``train_step(state, batch, key) -> (state, metrics)``, unjitted.
+
+    ``key`` is the step's noise key (for stochastic models; the built-in models are
+    deterministic and ignore it). Metrics are those listed in the module docstring.
+    """
+    model = models.make_model(config)
+    task = model.task
+    optimizer = make_optimizer(config)
+    clipper = make_clipper(config)
+    skip_nonfinite = bool(config.skip_nonfinite)
+
+    def loss_fn(params, batch):
+        outputs = model.apply(params, batch)
+        return task.loss(outputs, batch), outputs
+
+    def train_step(state: TrainState, batch, key):
+        del key  # deterministic models; kept in the signature for dropout and the like
+        (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
+        grad_norm = optax.tree.norm(grads)
+        # Clipping transforms are stateless, so re-running the clipper is how we learn
+        # whether it changed anything, in every clip mode alike.
+        clipped_grads, _ = clipper.update(grads, clipper.init(state.params), state.params)
+        clipped = _tree_any_differs(grads, clipped_grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+
+        loss_ok = jnp.isfinite(loss)
+        grad_ok = jnp.isfinite(grad_norm)
+        skipped = jnp.zeros((), bool)
+        if skip_nonfinite:
+            ok = loss_ok & grad_ok
+            params = _select(ok, params, state.params)
+            opt_state = _select(ok, opt_state, state.opt_state)
+            skipped = ~ok
+
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in task.metrics(outputs, batch).items()}
+        metrics.update(
+            loss=loss.astype(jnp.float32),
+            grad_norm=grad_norm,
+            update_norm=optax.tree.norm(updates),
+            param_norm=optax.tree.norm(params),
+            clipped=clipped.astype(jnp.float32),
+            nonfinite_loss=(~loss_ok).astype(jnp.float32),
+            nonfinite_grad=(~grad_ok).astype(jnp.float32),
+            skipped=skipped.astype(jnp.float32),
+        )
+        return TrainState(params, opt_state, state.step + 1, state.key), metrics
+
+    return train_step
+
+
+def step_keys(run_key, step):
+    """``(data_key, noise_key)`` of one step: pure functions of the run key and step."""
+    data_root, noise_root = jax.random.split(run_key)
+    return jax.random.fold_in(data_root, step), jax.random.fold_in(noise_root, step)
+
+
+def run_steps(config, state: TrainState, num_steps: int, *, mesh=None):
+    """Take ``num_steps`` training steps with ``lax.scan``; pure and jittable.
+
+    Args:
+      config: the training config.
+      state: the starting :class:`TrainState`.
+      num_steps: a Python int (the scan length).
+      mesh: optional ``jax.sharding.Mesh`` with a ``"data"`` axis; each batch is then
+        constrained to be sharded along its batch axis over that mesh (data
+        parallelism; XLA inserts the gradient all-reduce). Params stay replicated.
+
+    Returns:
+      ``(state, metrics)`` with every metric stacked to shape ``[num_steps]``.
+    """
+    task = models.make_task(config)
+    train_step = make_train_step(config)
+    batch_size, seq_len = config.batch_size, config.task.seq_len
+    sharding = None
+    if mesh is not None:
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+
+    def body(state, _):
+        data_key, noise_key = step_keys(state.key, state.step)
+        batch = task.sample(data_key, batch_size, seq_len)
+        if sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, sharding)
+        return train_step(state, batch, noise_key)
+
+    return jax.lax.scan(body, state, None, length=num_steps)
+
+
+def make_train(config, *, mesh=None) -> Callable:
+    """``train(key) -> (state, metrics)``: init plus ``config.num_steps`` steps.
+
+    ``jax.jit(jax.vmap(train))(keys)`` trains one model per key as a single program.
+    The config is validated here, before anything is traced.
+    """
+    config_lib.validate(config)
+    num_steps = config.num_steps
+
+    def train(key):
+        return run_steps(config, init_state(config, key), num_steps, mesh=mesh)
+
+    return train
+
+
+def seed_keys(config):
+    """``(train_keys [num_seeds, 2], eval_key [2])`` derived from ``config.seed``.
+
+    Seed ``i`` trains from ``fold_in(train_root, i)`` whatever ``num_seeds`` is, so a
+    seed's run does not depend on how many seeds ran beside it. All seeds share one
+    eval set.
+    """
+    train_root, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    keys = jnp.stack([jax.random.fold_in(train_root, i) for i in range(config.num_seeds)])
+    return keys, eval_key
+
+
+def make_eval(config) -> Callable:
+    """``evaluate(params, key) -> metrics``: loss and task metrics on fresh sequences.
+
+    The eval set holds ``config.task.eval_size`` sequences (0 means the task's own
+    ``eval_size``, e.g. 2560 for the 1997 adding problem), drawn from ``key``.
+    """
+    model = models.make_model(config)
+    task = model.task
+    size = config.task.eval_size or task.eval_size
+
+    def evaluate(params, key):
+        batch = task.sample(key, size, config.task.seq_len)
+        outputs = model.apply(params, batch)
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in task.metrics(outputs, batch).items()}
+        metrics["loss"] = jnp.asarray(task.loss(outputs, batch), jnp.float32)
+        return metrics
+
+    return evaluate

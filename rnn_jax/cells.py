@@ -26,6 +26,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rnn_jax import fused
 from rnn_jax import initializers as inits
 
 Params = Any
@@ -147,6 +148,8 @@ def rnn(hidden_size: int, *, activation: str = "tanh",
         h = act(z + _bias(params["b"], z))
         return h, h
 
+    # unroll runs this whole-sequence custom VJP instead of autodiff through the scan.
+    step.fused_unroll = fused.for_cell("rnn", activation=activation)
     return Cell(init, _zeros_carry(hidden_size, dtype, 1), step, hidden_size, ("h",))
 
 
@@ -244,6 +247,8 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
         h = o * jnp.tanh(c)
         return (h, c), h
 
+    # None with peepholes: unroll then keeps the plain scan.
+    step.fused_unroll = fused.for_cell("lstm", gates=gates, peephole=peephole)
     return Cell(init, _zeros_carry(H, dtype, 2), step, H, gates)
 
 
@@ -298,6 +303,7 @@ def gru(hidden_size: int, *, reset_after: bool = False,
         h = z * h + (1.0 - z) * n
         return h, h
 
+    step.fused_unroll = fused.for_cell("gru", reset_after=reset_after)
     return Cell(init, _zeros_carry(H, dtype, 1), step, H, ("r", "z", "n"))
 
 

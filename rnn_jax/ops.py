@@ -96,7 +96,7 @@ def _reverse_valid(tree, lengths, num_steps: int):
 
 
 def unroll(step: Step, params, carry, xs, *, lengths=None, reverse: bool = False,
-           unroll: int = 1, time_major: bool = True):
+           unroll: int = 1, time_major: bool = True, fused: bool = True, remat=None):
     """Run ``step`` over the time axis of ``xs`` with ``jax.lax.scan``.
 
     Args:
@@ -113,6 +113,15 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, reverse: bool = False
         the valid part is reversed; ``ys`` stays aligned with ``xs``.
       unroll: passed to ``jax.lax.scan``.
       time_major: if False, ``xs`` and ``ys`` are ``[B, T, ...]``.
+      fused: use the step's fast path when it has one (built-in LSTM without
+        peepholes, GRU and RNN: ``step.fused_unroll``, see ``rnn_jax.fused``), a
+        whole-sequence custom VJP with the same values and gradients to float
+        rounding and a faster backward pass. ``False`` forces the plain
+        ``jax.lax.scan`` over ``step``, which forward-mode AD (``jax.jvp``,
+        ``jax.jacfwd``) needs.
+      remat: checkpoint the scan for long sequences (``rnn_jax.remat``): ``True``
+        for segments of ``ceil(sqrt(T))`` steps, an int for that segment length,
+        ``None``/``False`` (default) to store every step.
 
     Returns:
       ``(final_carry, ys)`` with ``ys: [T, *batch, out]`` (or ``[B, T, ...]``).
@@ -121,8 +130,20 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, reverse: bool = False
         xs = _swap_time_batch(xs)
     num_steps = _num_steps(xs)
     _check_carry(step, params, carry, xs)
+    fast = getattr(step, "fused_unroll", None) if fused else None
 
-    if lengths is None:
+    if remat is not None and remat is not False:
+        from rnn_jax.remat import checkpointed_unroll  # rnn_jax.remat imports this module
+        carry, ys = checkpointed_unroll(step, params, carry, xs,
+                                        segment=None if remat is True else remat,
+                                        lengths=lengths, reverse=reverse, unroll=unroll,
+                                        fused=fused)
+    elif fast is not None and isinstance(xs, (jax.Array, np.ndarray)):
+        if lengths is not None:
+            lengths = _check_lengths(lengths, carry, num_steps)
+        carry, ys = fast(params, carry, jnp.asarray(xs), lengths=lengths, reverse=reverse,
+                         unroll=unroll)
+    elif lengths is None:
         carry, ys = jax.lax.scan(lambda c, x: step(params, c, x), carry, xs,
                                  reverse=reverse, unroll=unroll)
     else:
@@ -156,13 +177,15 @@ _MERGES = {
 
 
 def bidirectional(step_fw: Step, step_bw: Step, params, carry, xs, *, lengths=None,
-                  merge: str | Callable = "concat", unroll: int = 1, time_major: bool = True):
+                  merge: str | Callable = "concat", unroll: int = 1, time_major: bool = True,
+                  fused: bool = True):
     """A forward and a reverse run over ``xs``, outputs merged per step.
 
     ``params`` and ``carry`` are pairs ``(forward, backward)``. The backward run
     respects ``lengths``: it starts at each sequence's last valid step.
     ``merge`` is ``"concat"`` (default), ``"sum"``, ``"mean"`` or a function
-    ``(y_fw, y_bw) -> y``. Returns ``((carry_fw, carry_bw), ys)``.
+    ``(y_fw, y_bw) -> y``. ``unroll``, ``time_major`` and ``fused`` are passed to
+    :func:`unroll`. Returns ``((carry_fw, carry_bw), ys)``.
     """
     if callable(merge):
         merge_fn = merge
@@ -172,7 +195,7 @@ def bidirectional(step_fw: Step, step_bw: Step, params, carry, xs, *, lengths=No
         raise ValueError(f"merge must be one of {sorted(_MERGES)} or a callable, got {merge!r}")
     if len(params) != 2 or len(carry) != 2:
         raise ValueError("params and carry must be pairs (forward, backward)")
-    kw = dict(lengths=lengths, unroll=unroll, time_major=time_major)
+    kw = dict(lengths=lengths, unroll=unroll, time_major=time_major, fused=fused)
     c_fw, y_fw = _unroll(step_fw, params[0], carry[0], xs, **kw)
     c_bw, y_bw = _unroll(step_bw, params[1], carry[1], xs, reverse=True, **kw)
     return (c_fw, c_bw), jax.tree_util.tree_map(merge_fn, y_fw, y_bw)
@@ -180,7 +203,7 @@ def bidirectional(step_fw: Step, step_bw: Step, params, carry, xs, *, lengths=No
 
 def stacked(steps: Sequence[Step], params: Sequence, carries: Sequence, xs, *, lengths=None,
             dropout_rate: float = 0.0, key=None, skip: bool = False, unroll: int = 1,
-            time_major: bool = True):
+            time_major: bool = True, fused: bool = True):
     """Deep RNN run layer by layer: each layer scans the whole sequence of the one below.
 
     Args:
@@ -203,7 +226,8 @@ def stacked(steps: Sequence[Step], params: Sequence, carries: Sequence, xs, *, l
         raise ValueError("dropout_rate > 0 needs a PRNG key: pass key=...")
     finals = []
     for layer, (step, p, c) in enumerate(zip(steps, params, carries)):
-        c, ys = _unroll(step, p, c, xs, lengths=lengths, unroll=unroll, time_major=time_major)
+        c, ys = _unroll(step, p, c, xs, lengths=lengths, unroll=unroll, time_major=time_major,
+                        fused=fused)
         finals.append(c)
         if skip and ys.shape == xs.shape:
             ys = ys + xs

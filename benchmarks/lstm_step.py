@@ -1,0 +1,302 @@
+"""Time one recurrent training step (forward + backward) against flax and PyTorch.
+
+The step is: run the network over a batch, read out the last hidden state with a
+linear layer, take the MSE against a target, and compute the gradients of every
+parameter. Optimizer updates are left out, so only the recurrent network is timed.
+Shapes are ``(B, T, I, H)``: s1 (32, 100, 32, 128), s2 (64, 1000, 32, 128),
+s3 (16, 200, 64, 512), s4 (1, 1000, 8, 32) (issue 7).
+
+Implementations, per cell (``--cells lstm,gru,rnn``):
+
+* ``rnn_jax``: ``rnn_jax.unroll`` with its default fast path (``rnn_jax.fused``);
+* ``rnn_jax-plain``: the same with ``fused=False`` (``jax.lax.scan`` over ``cell.step``
+  differentiated by autodiff);
+* ``flax``: ``flax.linen.RNN`` over ``OptimizedLSTMCell`` / ``GRUCell`` / ``SimpleCell``;
+* ``torch``: ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` (oneDNN on CPU) with
+  ``torch.set_flush_denormal(True)``; skipped when torch is not installed.
+
+All implementations of one shape are timed interleaved (one call of each per round),
+so a load change on a shared machine hits them alike; the ratios are the numbers to
+trust. Usage::
+
+    python benchmarks/lstm_step.py                 # all four shapes, LSTM, 15 rounds
+    python benchmarks/lstm_step.py --quick         # s1 and s4, 10 rounds
+    python benchmarks/lstm_step.py --shapes s1,s3 --cells lstm,gru,rnn --reps 20
+    python benchmarks/lstm_step.py --threads 1     # single-threaded jax and torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import platform
+import statistics
+import sys
+import time
+
+
+def _early_threads(argv):
+    """``--threads N`` must act before jax and torch start their thread pools."""
+    for k, a in enumerate(argv):
+        if a.startswith("--threads"):
+            n = a.split("=", 1)[1] if "=" in a else (argv[k + 1] if k + 1 < len(argv) else "")
+            if not n.isdigit() or int(n) < 1:
+                raise ValueError(f"--threads must be a positive int, got {n!r}")
+            os.environ["OMP_NUM_THREADS"] = n
+            os.environ["MKL_NUM_THREADS"] = n
+            if n == "1":
+                os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                           " --xla_cpu_multi_thread_eigen=false").strip()
+            return int(n)
+    return None
+
+
+THREADS = _early_threads(sys.argv[1:]) if __name__ == "__main__" else None
+
+try:  # Flush denormals before torch or anything else starts worker threads.
+    import torch
+    torch.set_flush_denormal(True)
+    if THREADS:
+        torch.set_num_threads(THREADS)
+except ImportError:  # torch is an optional, benchmark-only extra
+    torch = None
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import rnn_jax  # noqa: E402
+from rnn_jax import cells, fused  # noqa: E402
+
+SHAPES = {
+    "s1": (32, 100, 32, 128),
+    "s2": (64, 1000, 32, 128),
+    "s3": (16, 200, 64, 512),
+    "s4": (1, 1000, 8, 32),
+}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+OUT = 1
+
+
+def flops(cell: str, B, T, I, H) -> float:
+    """Matmul FLOPs of a training step: forward + two backward matmuls per weight."""
+    return 2.0 * B * T * (I + H) * GATES[cell] * H * 3
+
+
+def _has_fused_kw() -> bool:
+    return "fused" in inspect.signature(rnn_jax.unroll).parameters
+
+
+def _rnn_jax_cell(cell: str, H: int):
+    if cell == "lstm":
+        return cells.lstm(H)
+    if cell == "gru":
+        return cells.gru(H, reset_after=True)  # the cuDNN/PyTorch form
+    return cells.rnn(H)
+
+
+def make_rnn_jax(cell: str, shape, use_fused: bool, key):
+    B, T, I, H = shape
+    c = _rnn_jax_cell(cell, H)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    params = {"cell": c.init(k1, I),
+              "w_o": jax.random.normal(k2, (H, OUT)) / np.sqrt(H)}
+    xs = jax.random.normal(k3, (T, B, I))
+    target = jax.random.normal(k4, (B, OUT))
+    carry0 = c.initial_carry((B,))
+
+    if _has_fused_kw():
+        def run(p, x):
+            return rnn_jax.unroll(c.step, p, carry0, x, fused=use_fused)
+    elif use_fused:  # before ops.unroll grew the fast path: call it directly
+        opts = {"lstm": dict(gates=c.gates), "gru": dict(reset_after=True), "rnn": {}}[cell]
+        fn = fused.for_cell(cell, **opts)
+
+        def run(p, x):
+            return fn(p, carry0, x)
+    else:
+        def run(p, x):
+            return rnn_jax.unroll(c.step, p, carry0, x)
+
+    def loss(p, x, y):
+        carry, _ = run(p["cell"], x)
+        h = carry[0] if isinstance(carry, tuple) else carry
+        return jnp.mean((h @ p["w_o"] - y) ** 2)
+
+    step = jax.jit(jax.value_and_grad(loss))
+    return step, (params, xs, target)
+
+
+def make_flax(cell: str, shape, key):
+    import flax.linen as nn
+    B, T, I, H = shape
+    cls = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}[cell]
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            carry, _ = nn.RNN(cls(H), return_carry=True)(x)
+            h = carry[1] if isinstance(carry, tuple) else carry  # LSTM carry is (c, h)
+            return nn.Dense(OUT, use_bias=False)(h)
+
+    m = Model()
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = jax.random.normal(k2, (B, T, I))
+    y = jax.random.normal(k3, (B, OUT))
+    params = m.init(k1, x)
+
+    def loss(p, x, y):
+        return jnp.mean((m.apply(p, x) - y) ** 2)
+
+    return jax.jit(jax.value_and_grad(loss)), (params, x, y)
+
+
+def make_torch(cell: str, shape, seed=0):
+    if torch is None:
+        return None
+    B, T, I, H = shape
+    torch.manual_seed(seed)
+    net = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell](I, H)
+    head = torch.nn.Linear(H, OUT, bias=False)
+    x = torch.randn(T, B, I)
+    y = torch.randn(B, OUT)
+    ps = list(net.parameters()) + list(head.parameters())
+
+    def step():
+        for p in ps:
+            p.grad = None
+        out, state = net(x)
+        h = state[0] if isinstance(state, tuple) else state
+        loss = torch.mean((head(h[-1]) - y) ** 2)
+        loss.backward()
+        return loss.item()
+
+    return step
+
+
+def _jax_runner(fn, args):
+    def call():
+        jax.block_until_ready(fn(*args))
+    return call
+
+
+def matmul_peak(reps: int) -> float:
+    """GFLOP/s of a 2048^2 float32 ``jnp.dot``: the best of ``reps``, since a peak is
+    what the machine can reach and other load only ever slows a run down."""
+    n = 2048
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n))
+    f = jax.jit(jnp.dot)
+    jax.block_until_ready(f(a, b))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a, b))
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n ** 3 / min(times) / 1e9
+
+
+def print_env():
+    print(f"python {platform.python_version()}  jax {jax.__version__}  "
+          f"jaxlib {jax.lib.__version__ if hasattr(jax.lib, '__version__') else '?'}  "
+          f"backend {jax.default_backend()}  devices {jax.devices()}")
+    try:
+        import flax
+        print(f"flax {flax.__version__}")
+    except ImportError:
+        print("flax: not installed")
+    if torch is not None:
+        print(f"torch {torch.__version__}  threads {torch.get_num_threads()}  "
+              f"interop {torch.get_num_interop_threads()}  flush_denormal on  "
+              f"mkldnn {torch.backends.mkldnn.is_available()}")
+    else:
+        print("torch: not installed, skipped")
+    print(f"cpu_count {os.cpu_count()}  sched_affinity "
+          f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}  "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}  "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')!r}")
+
+
+def bench_shape(cell: str, name: str, reps: int, impls: list[str], peak: float):
+    shape = SHAPES[name]
+    key = jax.random.PRNGKey(0)
+    runners, compile_s = {}, {}
+    for impl in impls:
+        if impl == "torch":
+            r = make_torch(cell, shape)
+            if r is None:
+                continue
+            t0 = time.perf_counter()
+            r()
+            compile_s[impl] = time.perf_counter() - t0
+            runners[impl] = r
+            continue
+        if impl == "flax":
+            made = make_flax(cell, shape, key)
+        else:
+            made = make_rnn_jax(cell, shape, impl == "rnn_jax", key)
+        if made is None:
+            continue
+        fn, args = made
+        t0 = time.perf_counter()
+        compiled = fn.lower(*args).compile()
+        compile_s[impl] = time.perf_counter() - t0
+        runners[impl] = _jax_runner(compiled, args)
+        runners[impl]()  # warm-up
+    times = {k: [] for k in runners}
+    for _ in range(reps):
+        for k, r in runners.items():
+            t0 = time.perf_counter()
+            r()
+            times[k].append(1e3 * (time.perf_counter() - t0))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    fl = flops(cell, *shape)
+    print(f"\n{cell} {name} (B, T, I, H) = {shape}   {fl / 1e9:.2f} GFLOP/step")
+    print(f"  {'impl':<15}{'median ms':>10}{'min':>9}{'max':>9}{'vs flax':>9}{'vs torch':>9}"
+          f"{'% peak':>8}{'compile s':>10}")
+    for k in runners:
+        vf = f"{med['flax'] / med[k]:.2f}x" if "flax" in med else "-"
+        vt = f"{med['torch'] / med[k]:.2f}x" if "torch" in med else "-"
+        pk = 100 * fl / (med[k] / 1e3) / 1e9 / peak
+        print(f"  {k:<15}{med[k]:>10.2f}{min(times[k]):>9.2f}{max(times[k]):>9.2f}"
+              f"{vf:>9}{vt:>9}{pk:>7.0f}%{compile_s[k]:>10.2f}")
+    return med
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shapes", default=None, help="comma list of s1..s4 (default all)")
+    ap.add_argument("--cells", default="lstm", help="comma list of lstm,gru,rnn")
+    ap.add_argument("--impls", default="rnn_jax,rnn_jax-plain,flax,torch")
+    ap.add_argument("--reps", type=int, default=None, help="timed rounds (>= 10)")
+    ap.add_argument("--quick", action="store_true", help="s1 and s4 only, 10 rounds")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="intra-op threads for torch (and, with 1, single-threaded XLA); "
+                         "1 gives stable numbers on a shared, oversubscribed machine")
+    args = ap.parse_args(argv)
+    shapes = (args.shapes.split(",") if args.shapes
+              else ["s1", "s4"] if args.quick else list(SHAPES))
+    for s in shapes:
+        if s not in SHAPES:
+            raise ValueError(f"--shapes must name shapes among {sorted(SHAPES)}, got {s!r}")
+    cell_names = args.cells.split(",")
+    for c in cell_names:
+        if c not in GATES:
+            raise ValueError(f"--cells must be among {sorted(GATES)}, got {c!r}")
+    impls = args.impls.split(",")
+    reps = args.reps or (10 if args.quick else 15)
+    if reps < 10:
+        raise ValueError(f"--reps must be >= 10 for a median with min/max, got {reps}")
+    print_env()
+    peak = matmul_peak(max(reps, 10))
+    print(f"large-matmul peak (jnp.dot 2048^2 float32, best of {max(reps, 10)}): {peak:.1f} GFLOP/s")
+    print("FLOP model: 2*B*T*(I+H)*G*H*3, G = 4 (LSTM), 3 (GRU), 1 (RNN)")
+    for c in cell_names:
+        for s in shapes:
+            bench_shape(c, s, reps, impls, peak)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import gradient_lag
+from rnn_jax.studies import gradient_lag
 from experiments.configs import gradient_lag as gl_configs
 from rnn_jax import models, tasks, training
 

@@ -1,0 +1,475 @@
+r"""Gradient norm against time lag: vanilla RNN, LSTM and GRU on the adding problem.
+
+    python -m experiments.gradient_lag --workdir=/tmp/gradient_lag
+    python -m experiments.gradient_lag --workdir=/tmp/gl --config.seq_len=500
+    python -m experiments.gradient_lag --workdir=/tmp/radius \
+        --config=experiments/configs/gradient_lag.py:radius
+
+Default variant ("models"). For each model, each seed (vmapped) and each training step in
+``config.measure_at`` (0 = init), the per-example task loss of the 1997 adding problem
+(Hochreiter & Schmidhuber 1997, Experiment 4: the MSE of a linear readout of the hidden
+state at the sequence's last valid step) is differentiated with respect to every hidden
+state with :func:`rnn_jax.diagnostics.grad_norms` (``log10=True``: exact at any
+magnitude), re-indexed by lag k = (last valid step) - t, and averaged over
+``config.diag_batch`` sequences and the seeds in log10 space. The LSTM's cell-state path
+and the mean forget-gate activation are recorded too. Training uses
+:mod:`rnn_jax.training` (Adam, global-norm clipping).
+
+Variant "radius". The vanilla RNN's recurrent matrix is ``radius * Q`` (Q orthogonal, so
+every singular value equals the radius), with a linear or tanh activation, at init.
+Pascanu, Mikolov & Bengio 2013 (arXiv 1211.5063): gradients must vanish when the largest
+singular value is below 1/gamma (gamma = 1 for tanh, so 1), and can explode only above
+it. Recorded: the Jacobian norms ``||dh_{T-1}/dh_t||_2`` with the bound ``radius^k``,
+the gradient norms, and the Jacobians' singular values at ``config.spectra_lags``.
+
+Outputs in ``--workdir``: ``config.json``, ``results.json`` (keys ``lags``, ``curves``
+with ``label``/``cell``/``step``/``log10_grad_norm``/``log10_grad_norm_std`` per curve,
+plus variant-specific keys), ``gradient_lag.png``/``.pdf`` and, for "radius",
+``jacobian_spectra.png``/``.pdf``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks, training
+
+# name -> (legend label, cell, cell kwargs; "T" stands for the task's seq_len)
+MODELS = {
+    "rnn": ("tanh RNN (orthogonal)", "rnn", {"recurrent_init": "orthogonal"}),
+    "lstm_fb0": ("LSTM, forget bias 0", "lstm", {"forget_bias": 0.0}),
+    "lstm_fb1": ("LSTM, forget bias 1", "lstm", {"forget_bias": 1.0}),
+    "lstm_chrono": ("LSTM, chrono init", "lstm", {"chrono_t_max": "T"}),
+    "gru": ("GRU", "gru", {}),
+}
+_COLORS = {"rnn": plotting.PALETTE[1], "lstm_fb0": plotting.PALETTE[6],
+           "lstm_fb1": plotting.PALETTE[3], "lstm_chrono": plotting.PALETTE[0],
+           "gru": plotting.PALETTE[4]}
+
+
+def _log(msg: str) -> None:
+    # print, not absl logging: visible whether run from the command line or from Python.
+    print(f"[gradient_lag] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _int_field(config, name, minimum=1):
+    v = config[name]
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise ValueError(f"config.{name} must be an int >= {minimum}, got {v!r}")
+    return v
+
+
+def _model_names(config):
+    names = [n.strip() for n in str(config.models).split(",") if n.strip()]
+    bad = [n for n in names if n not in MODELS]
+    if not names or bad:
+        raise ValueError(f"config.models must be a comma-separated list of {sorted(MODELS)}, "
+                         f"got {config.models!r}")
+    return names
+
+
+def validate(config) -> None:
+    """Raise ValueError naming the bad field; runs before anything compiles or is written."""
+    if config.get("variant") not in ("models", "radius"):
+        raise ValueError(f"config.variant must be 'models' or 'radius', got {config.get('variant')!r}")
+    if config.task not in tasks.names():
+        raise ValueError(f"config.task must be one of {tasks.names()}, got {config.task!r}")
+    for name in ("seq_len", "hidden_size", "num_seeds", "diag_batch"):
+        _int_field(config, name)
+    _int_field(config, "seed", minimum=0)
+    task = tasks.get(config.task)
+    try:
+        jax.eval_shape(functools.partial(task.sample, batch_size=1, seq_len=config.seq_len),
+                       jax.random.PRNGKey(0))
+    except ValueError as e:
+        raise ValueError(f"config.seq_len={config.seq_len} is invalid for task {config.task!r}: {e}") from e
+    if task.output_mode != "last":
+        raise ValueError(f"config.task must predict once per sequence (output_mode 'last'), "
+                         f"got {config.task!r} with {task.output_mode!r}")
+    if config.variant == "models":
+        _model_names(config)
+        steps = list(config.measure_at)
+        if (not steps or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in steps)
+                or steps != sorted(set(steps))):
+            raise ValueError(f"config.measure_at must be increasing ints >= 0, got {config.measure_at!r}")
+        _int_field(config, "train_batch")
+        if not config.learning_rate > 0:
+            raise ValueError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
+        if not config.clip_norm >= 0:
+            raise ValueError(f"config.clip_norm must be >= 0, got {config.clip_norm!r}")
+    else:
+        if not config.radii or any(not r > 0 for r in config.radii):
+            raise ValueError(f"config.radii must be positive numbers, got {config.radii!r}")
+        bad = [a for a in config.activations if a not in ("linear", "tanh")]
+        if not config.activations or bad:
+            raise ValueError(f"config.activations must hold 'linear' and/or 'tanh', got {config.activations!r}")
+        lags = list(config.spectra_lags)
+        if any(not isinstance(k, int) or not 0 <= k < config.seq_len for k in lags):
+            raise ValueError(f"config.spectra_lags must be ints in [0, seq_len-1={config.seq_len - 1}], "
+                             f"got {config.spectra_lags!r}")
+        _int_field(config, "jacobian_batch")
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def _readout_loss(task, readout, h_last, target):
+    """The task loss of one sequence: the model's linear readout of its last hidden state."""
+    out = (h_last @ readout["w"] + readout["b"]).reshape(1, -1)
+    return task.loss(out, {"targets": target.reshape(1, -1)})
+
+
+def _hidden(tree):
+    return tree[0] if isinstance(tree, tuple) else tree
+
+
+def make_measure(cell, task, seq_len: int):
+    """``measure(params, batch) -> dict`` of per-example log10 gradient curves, by lag.
+
+    ``params = {"cell": ..., "readout": {"w", "b"}}``; ``batch`` is the task's (batch-major,
+    right-padded). Each example's curve is read at lags 0..seq_len-1 counted back from its
+    own last valid step (lengths vary in [T, 1.1T]).
+    """
+    lag_index = jnp.arange(seq_len)
+
+    def one(params, xs, length, target):
+        def loss_fn(states):
+            h_last = jax.lax.dynamic_index_in_dim(_hidden(states), length - 1, keepdims=False)
+            return _readout_loss(task, params["readout"], h_last, target)
+
+        g = diagnostics.grad_norms(cell.step, params["cell"], cell.initial_carry(), xs, loss_fn,
+                                   log10=True)
+        idx = length - 1 - lag_index
+        out = {"h": _hidden(g)[idx]}
+        if isinstance(g, tuple):
+            out["c"] = g[1][idx]
+        return out
+
+    def measure(params, batch):
+        out = jax.vmap(one, in_axes=(None, 0, 0, 0))(params, batch["inputs"], batch["lengths"],
+                                                     batch["targets"])
+        if cell.gates and cell.gates != ("h",):
+            # All sequences are valid for their first seq_len steps.
+            xs = jnp.swapaxes(batch["inputs"][:, :seq_len], 0, 1)
+            stats = diagnostics.forget_gate_stats(cell, params["cell"],
+                                                  cell.initial_carry(xs.shape[1:2]), xs)
+            out["gate_mean"] = stats["mean"]
+            out["gate_mean_log10"] = stats["mean_log10"]
+        return out
+
+    return measure
+
+
+def _finite_list(a):
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(a, np.float64).tolist()]
+
+
+def _summarise(per_seed_example):
+    """[S, B, K] log10 values -> mean over seeds and examples, std and range of the seed means."""
+    a = np.asarray(per_seed_example, np.float64)
+    with np.errstate(invalid="ignore"):  # -inf (an exactly zero gradient) stays -inf / None
+        seed_means = a.mean(axis=1)
+        return {"mean": a.mean(axis=(0, 1)), "std": seed_means.std(axis=0),
+                "lo": seed_means.min(axis=0), "hi": seed_means.max(axis=0)}
+
+
+# ----------------------------------------------------------------------------- models variant
+
+def _train_config(config, cell_name, cell_kwargs, total_steps):
+    c = training.default_config()
+    c.cell = cell_name
+    c.hidden_size = config.hidden_size
+    c.cell_kwargs = ml_collections.ConfigDict(cell_kwargs)
+    c.task.name = config.task
+    c.task.seq_len = config.seq_len
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = config.learning_rate
+    c.optimizer.clip_norm = config.clip_norm
+    c.batch_size = config.train_batch
+    c.num_steps = max(total_steps, 1)
+    c.num_seeds = config.num_seeds
+    c.seed = config.seed
+    c.num_devices = 1
+    training.validate_config(c)
+    return c
+
+
+# Cell kwargs that only change the initial parameters, not the step function: models
+# that differ only in these train as one vmapped program.
+_INIT_ONLY_KWARGS = {"forget_bias", "chrono_t_max", "recurrent_scale", "recurrent_init"}
+
+
+def _groups(config):
+    """Models grouped so that each group shares one step function: [(cell_name, [names])]."""
+    groups: dict = {}
+    for name in _model_names(config):
+        _, cell_name, kwargs = MODELS[name]
+        key = cell_name if set(kwargs) <= _INIT_ONLY_KWARGS else name
+        groups.setdefault(key, (cell_name, []))[1].append(name)
+    return list(groups.values())
+
+
+def _stack_states(states):
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *states)
+
+
+def _run_models(config):
+    task = tasks.get(config.task)
+    T, S = config.seq_len, config.num_seeds
+    steps = list(config.measure_at)
+    chunk = functools.reduce(math.gcd, [b - a for a, b in zip([0] + steps, steps) if b > a], 0)
+    diag_batch = task.sample(jax.random.fold_in(jax.random.PRNGKey(config.seed), 10_000),
+                             config.diag_batch, T)
+    curves = []
+    for cell_name, names in _groups(config):
+        t0 = time.time()
+        tcs, labels = [], []
+        for name in names:
+            label, _, kwargs = MODELS[name]
+            kwargs = {k: (float(T) if v == "T" else v) for k, v in kwargs.items()}
+            tcs.append(_train_config(config, cell_name, kwargs, steps[-1]))
+            labels.append(label)
+        # Every model of the group x every seed is one row of the vmapped state. The step
+        # function is the same for the whole group, so the first config drives training.
+        keys, _ = training.seed_keys(tcs[0])
+        state = _stack_states([jax.vmap(functools.partial(training.init_state, tc))(keys)
+                               for tc in tcs])
+        cell = models.make_cell(tcs[0])
+        measure = jax.jit(jax.vmap(make_measure(cell, task, T), in_axes=(0, None)))
+        train_chunk = None
+        if chunk:
+            train_chunk = jax.jit(jax.vmap(lambda s, tc=tcs[0]: training.run_steps(tc, s, chunk)))
+        done = 0
+        for target in steps:
+            losses = None
+            while done < target:
+                state, metrics = train_chunk(state)
+                done += chunk
+                losses = np.asarray(metrics["loss"])[:, -1].reshape(len(names), S)
+            out = jax.device_get(measure(state.params, diag_batch))
+            for v, (name, label) in enumerate(zip(names, labels)):
+                rows = slice(v * S, (v + 1) * S)
+                h = _summarise(out["h"][rows])
+                loss = None if losses is None else float(losses[v].mean())
+                curve = {"label": label, "model": name, "cell": cell_name, "step": target,
+                         "log10_grad_norm": _finite_list(h["mean"]),
+                         "log10_grad_norm_std": _finite_list(h["std"]),
+                         "log10_grad_norm_seed_min": _finite_list(h["lo"]),
+                         "log10_grad_norm_seed_max": _finite_list(h["hi"]),
+                         "slope_per_lag": diagnostics.lag_slope(h["mean"]),
+                         "train_loss": loss}
+                if "c" in out:
+                    curve["log10_cell_grad_norm"] = _finite_list(_summarise(out["c"][rows])["mean"])
+                if "gate_mean" in out:
+                    curve["gate"] = "forget (f)" if cell_name == "lstm" else "update (z)"
+                    curve["mean_gate"] = float(np.mean(out["gate_mean"][rows]))
+                    curve["mean_log10_gate"] = float(np.mean(out["gate_mean_log10"][rows]))
+                curves.append(curve)
+                drop = h["mean"][0] - h["mean"][-1]
+                _log(f"{label:24s} step {target:5d}: log10 |dL/dh| drops {drop:6.2f} orders over "
+                     f"{T - 1} lags" + (f", train loss {loss:.4f}" if loss is not None else "")
+                     + (f", mean {curve['gate']} gate {curve['mean_gate']:.3f}"
+                        if "gate" in curve else "") + f" ({time.time() - t0:.1f} s)")
+    order = {n: i for i, n in enumerate(_model_names(config))}
+    curves.sort(key=lambda c: (c["step"], order[c["model"]]))
+    return {"lags": list(range(T)), "curves": curves}
+
+
+def _plot_models(results, config, stem):
+    steps = sorted({c["step"] for c in results["curves"]})
+    fig, axes = plotting.panels(len(steps), panel_height=1.5)
+    for ax, step in zip(axes, steps):
+        entries = [{"mean": np.array(c["log10_grad_norm"], dtype=np.float64),
+                    "lo": np.array(c["log10_grad_norm_seed_min"], dtype=np.float64),
+                    "hi": np.array(c["log10_grad_norm_seed_max"], dtype=np.float64),
+                    "label": c["label"], "color": _COLORS.get(c["model"])}
+                   for c in results["curves"] if c["step"] == step]
+        plotting.lag_curves(ax, results["lags"], entries,
+                            xlabel="time lag k" if ax is axes[-1] else "")
+        plotting.panel_label(ax, "at init" if step == 0 else f"after {step} steps")
+    plotting.legend_above(fig, axes, ncol=2)
+    return plotting.save(fig, stem)
+
+
+# ----------------------------------------------------------------------------- radius variant
+
+def _rnn_cell(hidden, activation, radius):
+    """tanh: the built-in RNN. linear: a user-written step on the same parameters."""
+    if activation == "tanh":
+        return cells.rnn(hidden, activation="tanh", recurrent_init="orthogonal",
+                         recurrent_scale=float(radius))
+    base = cells.rnn(hidden, recurrent_init="orthogonal", recurrent_scale=float(radius))
+
+    def step(p, h, x):
+        h = x @ p["w_x"] + h @ p["w_h"] + p["b"].reshape((1,) * (h.ndim - 1) + (hidden,))
+        return h, h
+
+    return cells.Cell(base.init, base.initial_carry, step, hidden, ("h",))
+
+
+def _run_radius(config):
+    task = tasks.get(config.task)
+    T, H = config.seq_len, config.hidden_size
+    batch = task.sample(jax.random.fold_in(jax.random.PRNGKey(config.seed), 10_000),
+                        config.diag_batch, T)
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), config.num_seeds)
+    n_j = min(config.jacobian_batch, config.diag_batch)
+    # Jacobians are taken over the first T steps, valid in every sequence.
+    xs_j = jnp.swapaxes(batch["inputs"][:n_j, :T], 0, 1)
+    lags = [int(k) for k in config.spectra_lags]
+    curves, spectra = [], []
+    t0 = time.time()
+    radii = [float(r) for r in config.radii]
+    S = config.num_seeds
+    for activation in config.activations:
+        # The radius only changes the initial w_h, so all radii x seeds run as one program.
+        cells_by_radius = [_rnn_cell(H, activation, r) for r in radii]
+        cell = cells_by_radius[0]
+
+        def init(c, key):
+            k_c, k_r = jax.random.split(key)
+            return {"cell": c.init(k_c, task.input_size),
+                    "readout": {"w": initializers.glorot_uniform(k_r, (H, task.output_size)),
+                                "b": jnp.zeros((task.output_size,))}}
+
+        params = _stack_states([jax.vmap(functools.partial(init, c))(keys) for c in cells_by_radius])
+        grads = jax.jit(jax.vmap(make_measure(cell, task, T), in_axes=(0, None)))(params, batch)
+
+        def jac(p, xs):
+            return diagnostics.jacobian_norms(cell.step, p, cell.initial_carry(), xs,
+                                              ord=2, log10=True)
+
+        def spec(p, xs):
+            return diagnostics.jacobian_spectra(cell.step, p, cell.initial_carry(), xs, lags)
+
+        per_ex = jax.vmap(jac, in_axes=(None, 1))
+        jn = jax.jit(jax.vmap(per_ex, in_axes=(0, None)))(params["cell"], xs_j)
+        jn = np.asarray(jn)[..., ::-1]  # [R*S, n_j, T] by lag
+        sp = np.asarray(jax.jit(jax.vmap(spec, in_axes=(0, None)))(params["cell"], xs_j[:, 0]))
+        for i, radius in enumerate(radii):
+            rows = slice(i * S, (i + 1) * S)
+            g = _summarise(grads["h"][rows])
+            j = _summarise(jn[rows])
+            label = f"{activation}, radius {radius:g}"
+            curves.append({"label": label, "cell": "rnn", "step": 0, "activation": activation,
+                           "radius": radius,
+                           "log10_grad_norm": _finite_list(g["mean"]),
+                           "log10_grad_norm_std": _finite_list(g["std"]),
+                           "log10_jacobian_norm": _finite_list(j["mean"]),
+                           "log10_jacobian_norm_seed_min": _finite_list(j["lo"]),
+                           "log10_jacobian_norm_seed_max": _finite_list(j["hi"]),
+                           "log10_bound": _finite_list(np.arange(T) * math.log10(radius)),
+                           "jacobian_slope_per_lag": diagnostics.lag_slope(j["mean"])})
+            for n, k in enumerate(lags):
+                # Seed 0, first sequence.
+                spectra.append({"label": label, "activation": activation, "radius": radius,
+                                "lag": k, "log10_singular_values": _finite_list(sp[i * S, n])})
+            _log(f"{label:22s}: log10 ||dh_T/dh_t|| slope {curves[-1]['jacobian_slope_per_lag']:+.3f}"
+                 f"/lag (bound log10 r = {math.log10(radius):+.3f}), grad drops "
+                 f"{g['mean'][0] - g['mean'][-1]:.2f} orders ({time.time() - t0:.1f} s)")
+    return {"lags": list(range(T)), "curves": curves, "spectra": spectra,
+            "spectra_lags": lags}
+
+
+def _plot_radius(results, config, stem):
+    acts = list(config.activations)
+    radii = list(config.radii)
+    plt = plotting.pyplot()
+    cmap = plt.get_cmap("viridis")
+    colors = {r: cmap(i / max(len(radii) - 1, 1) * 0.9) for i, r in enumerate(radii)}
+    fig, axes = plotting.panels(len(acts), panel_height=1.6)
+    for ax, act in zip(axes, acts):
+        entries = []
+        for c in results["curves"]:
+            if c["activation"] != act:
+                continue
+            entries.append({"mean": np.array(c["log10_jacobian_norm"], dtype=np.float64),
+                            "lo": np.array(c["log10_jacobian_norm_seed_min"], dtype=np.float64),
+                            "hi": np.array(c["log10_jacobian_norm_seed_max"], dtype=np.float64),
+                            "label": f"radius {c['radius']:g}", "color": colors[c["radius"]]})
+        plotting.lag_curves(ax, results["lags"], entries,
+                            ylabel=r"$\|\partial h_{T-1}/\partial h_t\|_2$",
+                            xlabel="time lag k" if ax is axes[-1] else "")
+        for c in results["curves"]:
+            if c["activation"] == act:
+                ax.plot(results["lags"], c["log10_bound"], color=colors[c["radius"]],
+                        linestyle=":", linewidth=0.9, zorder=1)
+        plotting.panel_label(ax, act)
+    axes[0].plot([], [], color="0.4", linestyle=":", linewidth=0.9, label=r"bound $r^k$")
+    plotting.legend_above(fig, axes, ncol=3)
+    paths = plotting.save(fig, stem)
+
+    lags = results["spectra_lags"]
+    fig, axes = plotting.panels(len(acts), panel_height=1.6, sharey=False)
+    for ax, act in zip(axes, acts):
+        for s in results["spectra"]:
+            if s["activation"] != act:
+                continue
+            sv = np.array(s["log10_singular_values"], dtype=np.float64)
+            # float32 resolves singular values to ~1e-7 of the largest; hide the noise floor.
+            sv = np.where(sv >= np.nanmax(sv) - 6.0, sv, np.nan)
+            style = ["-", "--", ":", "-."][lags.index(s["lag"]) % 4]
+            ax.plot(np.arange(1, sv.size + 1), sv, color=colors[s["radius"]], linestyle=style,
+                    label=f"radius {s['radius']:g}" if s["lag"] == lags[0] else None)
+        plotting.power_of_ten_axis(ax, "y")
+        ax.set_ylabel("singular value")
+        ax.grid(True, axis="y")
+        plotting.panel_label(ax, act)
+    axes[-1].set_xlabel(r"index i of $\sigma_i(\partial h_{T-1}/\partial h_t)$")
+    for i, k in enumerate(lags):
+        axes[0].plot([], [], color="0.4", linestyle=["-", "--", ":", "-."][i % 4], label=f"lag {k}")
+    plotting.legend_above(fig, axes, ncol=4)
+    paths += plotting.save(fig, os.path.join(os.path.dirname(stem), "jacobian_spectra"))
+    return paths
+
+
+# ----------------------------------------------------------------------------- driver
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def run(config, workdir: str) -> dict:
+    """Run the study described by ``config`` and write its outputs into ``workdir``.
+
+    Returns the results dict that is also written to ``results.json``.
+    """
+    if not workdir:
+        raise ValueError("workdir must be a directory path, got an empty value")
+    validate(config)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    t0 = time.time()
+    _log(f"variant {config.variant!r}, T={config.seq_len}, H={config.hidden_size}, "
+         f"{config.num_seeds} seeds x {config.diag_batch} sequences -> {workdir}")
+    if config.variant == "models":
+        results = _run_models(config)
+    else:
+        results = _run_radius(config)
+    results = _jsonable(dict(results, variant=config.variant, seq_len=config.seq_len,
+                             seconds=time.time() - t0))
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, allow_nan=False)
+    stem = os.path.join(workdir, "gradient_lag")
+    paths = (_plot_models if config.variant == "models" else _plot_radius)(results, config, stem)
+    _log(f"done in {time.time() - t0:.1f} s; wrote results.json, " + ", ".join(
+        os.path.basename(p) for p in paths))
+    return results
+

@@ -47,10 +47,14 @@ STYLE = {
 
 def pyplot():
     """matplotlib.pyplot with the Agg backend and :data:`STYLE` applied."""
+    import logging
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     plt.rcParams.update(STYLE)
+    # PDF font subsetting logs every table it prunes at INFO, which absl prints.
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     return plt
 
 
@@ -128,5 +132,65 @@ def save(fig, stem: str, formats: Sequence[str] = ("png", "pdf")) -> list[str]:
     return paths
 
 
+def wilson_interval(successes, trials, z: float = 1.96):
+    """Wilson score interval of a binomial proportion (Wilson 1927), elementwise.
+
+    Returns ``(lo, hi)`` arrays; 95% for the default ``z``. Unlike the normal
+    approximation it stays inside [0, 1] and is not degenerate at 0/n or n/n, which
+    is where success rates over a handful of seeds usually sit.
+    """
+    k = np.asarray(successes, np.float64)
+    n = np.asarray(trials, np.float64)
+    if np.any(n <= 0) or np.any(k < 0) or np.any(k > n):
+        raise ValueError(f"need 0 <= successes <= trials and trials > 0, got successes={k.tolist()}, "
+                         f"trials={n.tolist()}")
+    p = k / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def success_rate_curves(ax, curves: Sequence[dict], *, xlabel: str = "sequence length T",
+                        ylabel: str | None = "success rate", log2_x: bool = True,
+                        title: str | None = None) -> None:
+    """Success rate against a swept quantity, one line per entry, with 95% Wilson bars.
+
+    Each entry of ``curves`` is a dict with ``"x"``, ``"successes"`` and ``"trials"``
+    (equal-length sequences) and optionally ``"label"``, ``"color"``, ``"marker"``,
+    ``"linestyle"``. Entries are offset slightly along x so that error bars of equal
+    rates do not hide each other. With ``log2_x`` the x axis is logarithmic (base 2)
+    with the swept values as ticks, the usual spacing of a doubling sweep.
+    """
+    xs_all = sorted({float(v) for c in curves for v in c["x"]})
+    n = len(curves)
+    for i, c in enumerate(curves):
+        x = np.asarray(c["x"], np.float64)
+        k = np.asarray(c["successes"], np.float64)
+        t = np.asarray(c["trials"], np.float64)
+        lo, hi = wilson_interval(k, t)
+        rate = k / t
+        shift = (i - (n - 1) / 2) * 0.03
+        xp = x * 2.0 ** shift if log2_x else x + shift * (max(xs_all) - min(xs_all) or 1.0)
+        color = c.get("color", PALETTE[i % len(PALETTE)])
+        ax.errorbar(xp, rate, yerr=np.stack([rate - lo, hi - rate]), color=color,
+                    marker=c.get("marker", "o"), markersize=3.5, linestyle=c.get("linestyle", "-"),
+                    elinewidth=0.7, capsize=1.5, label=c.get("label"), zorder=3)
+    if log2_x:
+        from matplotlib import ticker
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(ticker.FixedLocator(xs_all))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.set_ylim(-0.04, 1.04)
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y")
+    if title:
+        ax.set_title(title)
+
+
 __all__ = ["COLUMN_WIDTH", "PAGE_WIDTH", "PALETTE", "STYLE", "lag_curves", "legend_above", "panel_label",
-           "panels", "power_of_ten_axis", "pyplot", "save"]
+           "panels", "power_of_ten_axis", "pyplot", "save", "success_rate_curves",
+           "wilson_interval"]

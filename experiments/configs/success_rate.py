@@ -1,0 +1,75 @@
+"""Configs of the success-rate study (experiments/success_rate.py).
+
+    python -m experiments.success_rate --workdir=/tmp/success_rate
+    python -m experiments.success_rate --workdir=/tmp/success_rate_full \
+        --config=experiments/configs/success_rate.py:full
+
+Every point (cell x clipping x T) trains ``num_seeds`` seeds as one vmapped program for
+``num_steps`` Adam updates and counts the seeds that meet the task's own success
+criterion on ``eval_size`` fresh sequences (0 = the task's ``eval_size``).
+
+Default: the temporal order task of Pascanu, Mikolov & Bengio 2013 (arXiv 1211.5063;
+success = fewer than 1% of 10000 fresh sequences misclassified), T in {10, 20, 40, 80},
+tanh RNN / LSTM / GRU with H = 32, clipping off and at global norm 1, 8 seeds, 600 Adam
+steps (lr 1e-3) of batch 32: 24 points. Measured on the 2-core CPU, shared (load ~10):
+10 min 20 s wall, 301 s CPU; most of it is compiling the 24 programs (~10-25 s each
+under that load). Success counts (no clip / clip), T = 10, 20, 40, 80:
+tanh RNN 8,8,5,0 / 8,8,3,0; LSTM 8,8,7,7 / 8,8,8,6; GRU 8,8,8,0 / 8,8,8,0 (of 8).
+
+":full": T in {10, 20, 40, 80, 160}, H = 64, 16 seeds, 2000 steps: 30 points. Expected
+about 2 hours on the same shared 2-core CPU, extrapolated from two measured points
+(LSTM with clipping: T = 40 in 235 s, 16/16 succeed; T = 160 in 538 s, 11/16 succeed);
+minutes on a GPU.
+
+Pascanu et al. trained with plain SGD (lr 0.01, clip 1, batch 20, 50 hidden units, T
+50..200); for that setting add --config.optimizer=sgd --config.learning_rate=0.01
+--config.batch_size=20 and expect far lower success within the default budget. With Adam
+(the default) clipping changes little: Adam already normalises the update size.
+"""
+
+import ml_collections
+
+VARIANTS = ("default", "full", "tiny")
+
+
+def get_config(variant: str = "default") -> ml_collections.ConfigDict:
+    if variant not in VARIANTS:
+        raise ValueError(f"config variant must be one of {VARIANTS} "
+                         f"(--config=experiments/configs/success_rate.py:<variant>), got {variant!r}")
+    c = ml_collections.ConfigDict()
+    c.variant = variant
+    c.task = "temporal_order_pascanu"   # rnn_jax.tasks name with output_mode "last" or "all"
+    c.task_kwargs = ml_collections.ConfigDict()
+    c.seq_lens = (10, 20, 40, 80)       # the task's T, increasing
+    c.cells = "rnn,lstm,gru"            # comma-separated subset of rnn, lstm, gru
+    c.clip = (False, True)              # clipping off / on, each a separate point
+    c.clip_norm = 1.0                   # global-norm threshold when clipping is on (Pascanu et al. 2013)
+    # Constructor kwargs per cell (rnn_jax.cells.<cell>).
+    c.cell_kwargs = ml_collections.ConfigDict({"rnn": {}, "lstm": {}, "gru": {}})
+    c.hidden_size = 32
+    c.optimizer = "adam"                # rnn_jax.train.config.OPTIMIZERS
+    c.learning_rate = 1e-3
+    c.schedule = "constant"             # rnn_jax.train.config.SCHEDULES
+    c.warmup_steps = 0
+    c.batch_size = 32
+    c.num_steps = 600                   # the fixed budget of updates
+    c.num_seeds = 8                     # seeds per point, one vmapped program
+    c.seed = 0
+    c.eval_size = 0                     # fresh test sequences; 0 = the task's eval_size
+    c.eval_batch = 1000                 # evaluate in chunks of at most this many sequences
+    if variant == "full":
+        c.seq_lens = (10, 20, 40, 80, 160)
+        c.hidden_size = 64
+        c.num_steps = 2000
+        c.num_seeds = 16
+        c.eval_batch = 500
+    elif variant == "tiny":             # for tests: seconds, not minutes
+        c.seq_lens = (10,)
+        c.cells = "rnn"
+        c.hidden_size = 4
+        c.batch_size = 4
+        c.num_steps = 3
+        c.num_seeds = 2
+        c.eval_size = 40
+        c.eval_batch = 16
+    return c

@@ -1,0 +1,113 @@
+"""The success-rate study end to end on a tiny config, its config checks, and its plot helpers."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from rnn_jax.studies import success_rate
+from experiments.configs import success_rate as sr_configs
+from rnn_jax import plotting, tasks
+
+
+def test_tiny_study_end_to_end(tmp_path):
+    config = sr_configs.get_config("tiny")
+    workdir = str(tmp_path / "study")
+    returned = success_rate.run(config, workdir)
+    for name in ("config.json", "results.json", "success_rate.png", "success_rate.pdf"):
+        assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["seq_lens"] == list(config.seq_lens)
+    with open(os.path.join(workdir, "results.json")) as f:
+        res = json.load(f)
+    assert res["complete"] is True
+    assert res["points"] == json.loads(json.dumps(returned["points"]))
+    grid = {(c, k, t) for c in success_rate.cell_names(config) for k in config.clip
+            for t in config.seq_lens}
+    assert {(p["cell"], p["clip"], p["seq_len"]) for p in res["points"]} == grid
+    assert len(res["points"]) == len(grid)
+    task = tasks.get(config.task)
+    for p in res["points"]:
+        assert isinstance(p["cell"], str) and isinstance(p["clip"], bool)
+        assert isinstance(p["seq_len"], int) and isinstance(p["num_seeds"], int)
+        assert isinstance(p["num_success"], int)
+        assert p["num_seeds"] == config.num_seeds
+        assert 0 <= p["num_success"] <= p["num_seeds"]
+        assert p["num_success"] == sum(p["success"])
+        assert isinstance(p["final_metric"], list) and len(p["final_metric"]) == config.num_seeds
+        assert p["metric_name"] == task.metric_name == "error_rate"
+        for v, ok, div in zip(p["final_metric"], p["success"], p["diverged"]):
+            # error_rate is a count out of eval_size; Pascanu's criterion is < 1% wrong.
+            assert v is not None and 0.0 <= v <= 1.0
+            assert math.isclose(v * config.eval_size, round(v * config.eval_size), abs_tol=1e-3)
+            assert ok == (v < 0.01 and not div)
+        assert 0.0 <= p["clipped_fraction"] <= 1.0
+        # Three updates of a 4-unit RNN cannot classify the order of symbols 1..2 steps apart.
+        assert p["num_success"] == 0
+
+
+def test_eval_chunk_divides_eval_size():
+    assert success_rate._eval_chunk(10000, 1000) == 1000
+    assert success_rate._eval_chunk(2560, 1000) == 640
+    assert success_rate._eval_chunk(40, 16) == 10
+    assert success_rate._eval_chunk(7, 100) == 7
+
+
+def _bad(field, value):
+    c = sr_configs.get_config("tiny")
+    if "." in field:
+        outer, inner = field.split(".")
+        c[outer][inner] = value
+    else:
+        c[field] = value
+    return c
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("cells", "rnn,transformer", "config.cells"),
+    ("cells", "rnn,rnn", "config.cells"),
+    ("seq_lens", (20, 10), "config.seq_lens"),
+    ("seq_lens", (), "config.seq_lens"),
+    ("clip", (1, 0), "config.clip"),
+    ("clip_norm", 0.0, "config.clip_norm"),
+    ("task", "addition", "config.task"),
+    ("eval_batch", 0, "config.eval_batch"),
+    ("num_seeds", 0, "num_seeds"),
+    ("optimizer", "adagrad", "optimizer.name"),
+    ("seq_lens", (5,), "seq_len=5"),          # below Pascanu's minimum T = 10
+])
+def test_bad_config_raises_before_writing(tmp_path, field, value, match):
+    config = _bad(field, value)
+    workdir = tmp_path / "never"
+    with pytest.raises(ValueError, match=match):
+        success_rate.run(config, str(workdir))
+    assert not workdir.exists()
+
+
+def test_unknown_cell_kwargs_and_variant_raise():
+    c = sr_configs.get_config("tiny")
+    c.cell_kwargs.rnn = {"activation": "sigmoid"}
+    with pytest.raises(ValueError, match="activation"):
+        success_rate.validate(c)
+    with pytest.raises(ValueError, match="variant"):
+        sr_configs.get_config("huge")
+
+
+def test_wilson_interval_matches_closed_forms():
+    z = 1.96
+    # 0 of n: lower bound 0, upper bound z^2 / (n + z^2).
+    lo, hi = plotting.wilson_interval([0, 8], [8, 8])
+    assert lo[0] == 0.0 and math.isclose(hi[0], z * z / (8 + z * z), rel_tol=1e-12)
+    # n of n mirrors 0 of n.
+    assert hi[1] == 1.0 and math.isclose(lo[1], 1 - z * z / (8 + z * z), rel_tol=1e-12)
+    # Against the textbook formula at an interior point.
+    k, n = 3, 10
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo, hi = plotting.wilson_interval(k, n)
+    np.testing.assert_allclose([lo, hi], [centre - half, centre + half], rtol=1e-12)
+    with pytest.raises(ValueError, match="successes"):
+        plotting.wilson_interval(5, 4)

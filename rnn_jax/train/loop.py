@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import logging as std_logging
 import math
 import os
 from typing import Callable, NamedTuple
@@ -36,14 +35,7 @@ from absl import logging
 from rnn_jax import models, training
 from rnn_jax.train import config as config_lib
 from rnn_jax.train.checkpointing import Checkpointer
-from rnn_jax.train.metrics_log import MetricsLogger, Progress, summarize
-
-
-class _DropOrbaxInfo(std_logging.Filter):
-    """orbax logs every save step at INFO; keep its warnings, drop the chatter."""
-
-    def filter(self, record):
-        return record.levelno >= std_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+from rnn_jax.train.metrics_log import MetricsLogger, Progress, quiet_orbax, summarize, write_json
 
 
 def resolve_config(config):
@@ -63,14 +55,6 @@ def make_mesh(config):
     if n == 1:
         return None
     return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
@@ -100,18 +84,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
     config = resolve_config(config)
     task = models.make_task(config)
     os.makedirs(workdir, exist_ok=True)
-    quiet = _DropOrbaxInfo()
-    handler = logging.get_absl_handler()
-    handler.addFilter(quiet)
-    try:
+    with quiet_orbax():
         ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
                             metric_name=task.metric_name, higher_is_better=task.higher_is_better)
         try:
             return _train(config, workdir, task, ckpt)
         finally:
             ckpt.close()
-    finally:
-        handler.removeFilter(quiet)
 
 
 def restore_state(config, workdir: str, step: int | None = None):
@@ -186,7 +165,7 @@ def _train(config, workdir, task, ckpt) -> dict:
     start = ckpt.latest_step()
     if start is not None:
         ckpt.check_compatible(start, config)  # before writing anything into workdir
-    _write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
 
     mesh = make_mesh(config)
     programs = _programs(config, mesh)
@@ -244,7 +223,7 @@ def _train(config, workdir, task, ckpt) -> dict:
                for i in range(config.num_seeds)]
     result = {"step": step, "metric_name": task.metric_name, "success": success,
               **summarize(per_seed)}
-    _write_json(os.path.join(workdir, "eval.json"), result)
+    write_json(os.path.join(workdir, "eval.json"), result)
     logging.info("final eval at step %d: %s = %.4g (success %s)", step, task.metric_name,
                  result[task.metric_name], success)
     return result

@@ -11,6 +11,7 @@ that needs neither TensorFlow nor PyTorch.
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import math
 import os
 import time
@@ -127,3 +128,32 @@ class Progress:
                 f"{rate:.1f} steps/s | loss {loss:.4g} | ETA {_duration(eta)}")
         logging.info(line)
         return line
+
+
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` as JSON through a temporary file, so a crash never leaves half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+class _DropOrbaxInfo(std_logging.Filter):
+    """orbax logs every save and restore at INFO; keep its warnings, drop the chatter."""
+
+    def filter(self, record):
+        return record.levelno >= std_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+class quiet_orbax:
+    """Context manager that hides orbax's INFO lines from absl's log handler."""
+
+    def __enter__(self):
+        self._handler, self._filter = logging.get_absl_handler(), _DropOrbaxInfo()
+        self._handler.addFilter(self._filter)
+        return self
+
+    def __exit__(self, *exc):
+        self._handler.removeFilter(self._filter)
+        return False

@@ -1,0 +1,72 @@
+"""Attention pooling over time, masked by sequence lengths, as pure functions.
+
+Additive scoring (the score function of Bahdanau, Cho & Bengio 2014, arXiv 1409.0473)
+with a learned query vector, as used to pool a recurrent encoder's states into one
+vector for classification (Yang et al. 2016, "Hierarchical Attention Networks for
+Document Classification", NAACL; Zhou et al. 2016, "Attention-Based Bidirectional
+LSTM Networks for Relation Classification", ACL)::
+
+    e_t     = v . tanh(h_t W + b)              h_t: [D], W: [D, A], b, v: [A]
+    alpha_t = exp(e_t) / sum_{s < L} exp(e_s)  for t < L (the sequence's length), else 0
+    pooled  = sum_t alpha_t h_t
+
+Padded steps get weight exactly 0, so neither their states nor their number changes
+the result.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rnn_jax import initializers as inits
+
+
+def init(key, input_size: int, attention_size: int):
+    """Params ``{"w": [D, A], "b": [A], "v": [A]}`` (Glorot-uniform ``w``, small normal ``v``)."""
+    for name, v in (("input_size", input_size), ("attention_size", attention_size)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    k_w, k_v = jax.random.split(key)
+    return {"w": inits.glorot_uniform(k_w, (input_size, attention_size)),
+            "b": jnp.zeros((attention_size,), jnp.float32),
+            "v": jax.random.normal(k_v, (attention_size,), jnp.float32) / jnp.sqrt(attention_size)}
+
+
+def length_mask(lengths, num_steps: int):
+    """``[B, T]`` bool, True at valid steps ``t < lengths[b]``."""
+    lengths = jnp.asarray(lengths)
+    if lengths.ndim != 1:
+        raise ValueError(f"lengths must have shape [B], got {tuple(lengths.shape)}")
+    return jnp.arange(num_steps).reshape(1, num_steps) < lengths.reshape(-1, 1)
+
+
+def masked_softmax(scores, lengths):
+    """Softmax over the last axis of ``scores [B, T]`` restricted to ``t < lengths[b]``.
+
+    Padded entries are exactly 0. A sequence of length 0 gets all-zero weights.
+    """
+    if scores.ndim != 2:
+        raise ValueError(f"scores must have shape [B, T], got {tuple(scores.shape)}")
+    mask = length_mask(lengths, scores.shape[1])
+    # Subtracting the masked max keeps exp() in range; masked entries never enter it.
+    neg = jnp.finfo(scores.dtype).min
+    top = jnp.max(jnp.where(mask, scores, neg), axis=1, keepdims=True)
+    e = jnp.where(mask, jnp.exp(jnp.where(mask, scores - top, 0.0)), 0.0)
+    total = jnp.sum(e, axis=1, keepdims=True)
+    return e / jnp.where(total > 0, total, 1.0)
+
+
+def scores(params, hs):
+    """Unnormalised scores ``e [B, T]`` of states ``hs [B, T, D]``."""
+    if hs.ndim != 3 or hs.shape[-1] != params["w"].shape[0]:
+        raise ValueError(f"hs must have shape [B, T, {params['w'].shape[0]}], got {tuple(hs.shape)}")
+    a = params["w"].shape[1]
+    u = jnp.tanh(jnp.einsum("btd,da->bta", hs, params["w"]) + params["b"].reshape(1, 1, a))
+    return jnp.einsum("bta,a->bt", u, params["v"])
+
+
+def pool(params, hs, lengths):
+    """Attention pooling: ``(pooled [B, D], weights [B, T])`` (module docstring)."""
+    weights = masked_softmax(scores(params, hs), lengths)
+    return jnp.einsum("bt,btd->bd", weights, hs), weights

@@ -1,0 +1,120 @@
+"""Labelled text in ``text<TAB>label`` files, as padded token-id arrays.
+
+How users bring their own sentiment (or any text-classification) data: one example
+per line, the text, a TAB, and the label. The label is everything after the LAST tab
+(texts may contain tabs); blank lines are skipped; a non-blank line without a tab or
+with an empty label or text is an error naming the file and line.
+
+Tokens are characters (``"char"``) or whitespace-separated words (``"whitespace"``).
+Vocabulary ids: 0 = ``<pad>``, 1 = ``<unk>``, then the tokens of the training texts.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from rnn_jax.data.text import PAD, UNK, Vocab, build_vocab
+
+TOKENIZERS = ("char", "whitespace")
+PAD_ID = 0
+
+
+class Examples(NamedTuple):
+    """Raw examples of one file: ``texts[i]`` has label ``labels[i]`` (strings)."""
+
+    texts: list[str]
+    labels: list[str]
+
+
+def read_tsv(path: str) -> Examples:
+    """Read ``text<TAB>label`` lines (UTF-8). See the module docstring for the format."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"TSV file {path!r} does not exist (config.data.path)")
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                raise ValueError(f"{path}:{lineno}: line has no label: expected "
+                                 f"'text<TAB>label', got {line[:60]!r}")
+            text, label = line.rsplit("\t", 1)
+            label = label.strip()
+            if not label:
+                raise ValueError(f"{path}:{lineno}: the label after the TAB is empty")
+            if not text.strip():
+                raise ValueError(f"{path}:{lineno}: the text before the TAB is empty")
+            texts.append(text)
+            labels.append(label)
+    if not texts:
+        raise ValueError(f"TSV file {path!r} holds no examples (expected 'text<TAB>label' lines)")
+    return Examples(texts, labels)
+
+
+def tokenize(text: str, mode: str) -> list[str]:
+    """Characters of ``text`` (``"char"``) or its whitespace-separated words (``"whitespace"``)."""
+    if mode == "char":
+        return list(text)
+    if mode == "whitespace":
+        return text.split()
+    raise ValueError(f"tokenizer must be one of {list(TOKENIZERS)}, got {mode!r}")
+
+
+def build_token_vocab(texts: Sequence[str], mode: str, max_size: int | None = None) -> Vocab:
+    """Vocabulary of the tokens in ``texts``: ``<pad>`` = 0, ``<unk>`` = 1, then the tokens."""
+    return build_vocab((t for text in texts for t in tokenize(text, mode)),
+                       reserved=(PAD, UNK), max_size=max_size)
+
+
+def label_ids(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """``[N]`` int32 index of each label in ``classes``; unknown labels raise ValueError."""
+    index = {c: i for i, c in enumerate(classes)}
+    bad = sorted({l for l in labels if l not in index})
+    if bad:
+        raise ValueError(f"labels {bad} do not occur in the training file's classes {list(classes)}")
+    return np.asarray([index[l] for l in labels], np.int32)
+
+
+def encode_padded(texts: Sequence[str], vocab: Vocab, mode: str,
+                  max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids [N, T] int32, lengths [N] int32)``, right-padded with ``PAD_ID``.
+
+    ``T`` is the longest sequence, or ``max_len`` (longer texts are cut to their first
+    ``max_len`` tokens). A text with no tokens (e.g. only spaces, whitespace mode) is
+    one ``<unk>`` so that every sequence has length >= 1.
+    """
+    seqs = []
+    for text in texts:
+        ids = vocab.encode(tokenize(text, mode))
+        seqs.append(ids if ids.size else np.asarray([vocab.unk_id], np.int32))
+    if max_len is not None:
+        if not isinstance(max_len, int) or max_len < 1:
+            raise ValueError(f"max_len must be a positive int or None, got {max_len!r}")
+        seqs = [s[:max_len] for s in seqs]
+    lengths = np.asarray([len(s) for s in seqs], np.int32)
+    width = int(lengths.max()) if max_len is None else max_len
+    out = np.full((len(seqs), width), PAD_ID, np.int32)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return out, lengths
+
+
+def split_examples(examples: Examples, test_fraction: float, seed: int = 0) -> tuple[Examples, Examples]:
+    """``(train, test)``: a random ``test_fraction`` of the lines (``np.random.default_rng(seed)``)."""
+    n = len(examples.texts)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    n_test = int(round(n * test_fraction))
+    if n_test < 1 or n - n_test < 1:
+        raise ValueError(f"{n} examples are too few to hold out test_fraction={test_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+
+    def pick(idx):
+        return Examples([examples.texts[i] for i in idx], [examples.labels[i] for i in idx])
+
+    return pick(np.sort(order[n_test:])), pick(np.sort(order[:n_test]))

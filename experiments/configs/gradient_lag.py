@@ -7,6 +7,14 @@
 Default ("models"): tanh RNN (orthogonal), LSTM with forget bias 0 / 1 / chrono init, GRU, on
 the 1997 adding problem's inputs, measured at init and after training. ":radius": vanilla
 RNN, linear and tanh, recurrent matrix = radius x orthogonal, measured at init.
+
+Runtime (default): 51 s wall, 63 s CPU on an idle 2-core x86 CPU (jax 0.10.2).
+Expected result (default, seed 0): orders of magnitude that log10 ||dL/dh_t|| drops over
+lags 0..99, at steps 0 / 100 / 1000: tanh RNN 2.96 / 9.72 / 7.65; LSTM forget bias 0
+13.49 / 14.45 / 15.83; forget bias 1 2.06 / 4.40 / 6.39; chrono 2.75 / 2.21 / 1.19 (the
+only model that learns the task: train loss 0.0003 vs ~0.034); GRU 13.07 / 13.79 / 13.84.
+":radius": the linear RNN's Jacobian norm slope is exactly log10(r) per lag; the tanh
+RNN's stays below it (-0.305 ... +0.033 per lag for r = 0.5 ... 1.5).
 """
 
 import ml_collections

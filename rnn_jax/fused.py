@@ -36,6 +36,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from rnn_jax.ops import _reverse_valid
+
 LSTM_GATES = (("i", "f", "g", "o"), ("i", "g", "o"), ("f", "g", "o"))
 
 
@@ -53,16 +55,6 @@ def _mm_tn(a, b):
 def _blend(m, new, old):
     """``new`` where the step is valid (``m == 1``), else ``old``; ``m: [B, 1]`` in {0, 1}."""
     return new if m is None else m * new + (1 - m) * old
-
-
-def _reverse_valid(a, lengths):
-    """Reverse the first ``lengths[b]`` steps of ``a: [T, B, F]``; padding stays put."""
-    T = a.shape[0]
-    t = jnp.arange(T).reshape((T, 1))
-    L = lengths.reshape((1, -1))
-    idx = jnp.where(t < L, L - 1 - t, t)
-    idx = jnp.broadcast_to(idx.reshape(idx.shape + (1,)), a.shape)
-    return jnp.take_along_axis(a, idx, axis=0)
 
 
 def _h_prev(h0, ys):
@@ -88,14 +80,17 @@ def _run(kind, cfg, unroll, params, carry, xs, lengths, reverse):
     xs2 = xs.reshape((T, B, xs.shape[-1]))
     mask, lengths2 = None, None
     if lengths is not None:
+        # lengths may cover only the leading batch axes (see ops.unroll): align it on
+        # the left before broadcasting, as the plain path does.
+        lengths = lengths.reshape(lengths.shape + (1,) * (len(batch) - lengths.ndim))
         lengths2 = jnp.broadcast_to(lengths, batch).reshape((B,))
         mask = (jnp.arange(T).reshape((T, 1)) < lengths2.reshape((1, B)))
         mask = mask.astype(xs.dtype).reshape((T, B, 1))
     if reverse:
-        xs2 = jnp.flip(xs2, 0) if lengths is None else _reverse_valid(xs2, lengths2)
+        xs2 = jnp.flip(xs2, 0) if lengths is None else _reverse_valid(xs2, lengths2, T)
     carry2, ys = _core(kind, cfg, unroll, params, carry2, xs2, mask)
     if reverse:
-        ys = jnp.flip(ys, 0) if lengths is None else _reverse_valid(ys, lengths2)
+        ys = jnp.flip(ys, 0) if lengths is None else _reverse_valid(ys, lengths2, T)
     carry = jax.tree_util.tree_map(lambda a: a.reshape(batch + (a.shape[-1],)), carry2)
     return carry, ys.reshape((T,) + batch + (ys.shape[-1],))
 
@@ -117,6 +112,9 @@ def _core_bwd(kind, cfg, unroll, saved, cts):
         dys = dys * mask  # outputs at padded steps are constant zeros
     dparams, dcarry0, dxs = _IMPL[kind][1](cfg, unroll, params, carry, xs, mask, ys, res,
                                            dcarry, dys)
+    # Leaves the cell never reads (a user may keep extra entries in its params dict)
+    # get zero gradients, so the cotangent has the params' structure.
+    dparams = {k: dparams[k] if k in dparams else jnp.zeros_like(v) for k, v in params.items()}
     return dparams, dcarry0, dxs, None
 
 

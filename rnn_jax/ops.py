@@ -104,8 +104,9 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, reverse: bool = False
       params: passed unchanged to every step.
       carry: initial carry, e.g. ``cell.initial_carry(batch_shape)``.
       xs: ``[T, *batch, features]`` (a pytree of such arrays is fine).
-      lengths: optional integer array with the carry's batch shape (a scalar for one
-        unbatched sequence): sequence ``b`` is valid for ``t < lengths[b]`` and is
+      lengths: optional integer array with the carry's batch shape, or a prefix of it
+        (each length then covers the remaining batch axes); a scalar for one unbatched
+        sequence: sequence ``b`` is valid for ``t < lengths[b]`` and is
         right-padded after. The final carry is then each sequence's carry after its
         own last valid step, and ``ys`` is zero at padded steps, so a padded batch
         gives exactly what running each sequence alone gives.
@@ -138,7 +139,7 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, reverse: bool = False
                                         segment=None if remat is True else remat,
                                         lengths=lengths, reverse=reverse, unroll=unroll,
                                         fused=fused)
-    elif fast is not None and isinstance(xs, (jax.Array, np.ndarray)):
+    elif fast is not None and isinstance(xs, (jax.Array, np.ndarray)) and type(params) is dict:
         if lengths is not None:
             lengths = _check_lengths(lengths, carry, num_steps)
         carry, ys = fast(params, carry, jnp.asarray(xs), lengths=lengths, reverse=reverse,

@@ -225,3 +225,18 @@ def test_experiment_entry_point(reference, tmp_path, monkeypatch):
         flags.FLAGS.unparse_flags()
     with open(tmp_path / "eval.json") as f:
         assert json.load(f) == reference[1]
+
+
+def test_only_the_cosine_schedule_ties_the_optimizer_to_num_steps():
+    """Extending a run changes num_steps; that must not look like a changed optimizer
+    unless the schedule's length really derives from num_steps."""
+    from rnn_jax.train.checkpointing import config_differences, config_to_json_dict
+
+    def resolved(schedule, num_steps):
+        c = tiny_config(num_steps)
+        c.optimizer.schedule, c.optimizer.decay_steps = schedule, 0
+        return config_to_json_dict(loop.resolve_config(c))
+
+    assert config_differences(resolved("constant", 8), resolved("constant", 16)) == []
+    diffs = config_differences(resolved("warmup_cosine", 8), resolved("warmup_cosine", 16))
+    assert any(d.startswith("optimizer.decay_steps") for d in diffs), diffs

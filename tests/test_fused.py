@@ -220,3 +220,26 @@ def test_unroll_remat_matches_unroll():
     base = _value_and_grads(functools.partial(rnn_jax.unroll, cell.step))(params, carry, xs)
     ckpt = _value_and_grads(functools.partial(rnn_jax.unroll, cell.step, remat=4))(params, carry, xs)
     _assert_trees_close(ckpt, base)
+
+
+def test_lengths_over_leading_batch_axes_match_the_plain_path():
+    # lengths [2] for a batch (2, 2): each length covers a row of the leading axis.
+    cell, _, params, _, _ = _setup("gru")
+    xs = jax.random.normal(jax.random.PRNGKey(5), (T, 2, 2, I))
+    lengths = jnp.array([1, T - 1])
+    carry = cell.initial_carry((2, 2))
+    run = lambda fused_: jax.value_and_grad(
+        lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell.step, p_, c_, x_, lengths=lengths,
+                                                           fused=fused_), p, carry, xs))(params)
+    _assert_trees_close(run(True), run(False))
+
+
+def test_extra_param_leaves_get_zero_gradients_on_the_fast_path():
+    cell, _, params, carry, xs = _setup("lstm")
+    params = dict(params, note=jnp.ones((3,)))
+    grads = jax.grad(lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell.step, p_, c_, x_),
+                                     p, carry, xs))(params)
+    ref = jax.grad(lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell.step, p_, c_, x_, fused=False),
+                                   p, carry, xs))(params)
+    np.testing.assert_array_equal(grads["note"], np.zeros(3))
+    _assert_trees_close(grads, ref)

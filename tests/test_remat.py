@@ -56,7 +56,10 @@ def test_checkpointed_unroll_matches_plain_scan(use_fast, lengths, reverse):
     carry = tuple(0.5 * jax.random.normal(k, (B, H)) for k in jax.random.split(keys[1]))
     xs = jax.random.normal(keys[2], (T, B, I))
     ln = None if lengths is None else jnp.asarray(lengths)
-    got = functools.partial(checkpointed_unroll, step, segment=3, lengths=ln, reverse=reverse)
+    # fused=use_fast: the built-in step carries a fast path, so the plain-scan segments
+    # are only exercised when it is switched off.
+    got = functools.partial(checkpointed_unroll, step, segment=3, lengths=ln, reverse=reverse,
+                            fused=use_fast)
     ref = functools.partial(_reference, cell.step, lengths=lengths or (T,) * B, reverse=reverse)
     grad = lambda f: jax.jit(jax.grad(functools.partial(_loss, f), argnums=(0, 1, 2),
                                       has_aux=True))

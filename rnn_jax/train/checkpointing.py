@@ -110,7 +110,8 @@ class Checkpointer:
                 "different config; refusing to load or overwrite it. Differences:\n  "
                 + "\n  ".join(diffs)
                 + "\nUse a new --workdir, or the original config (only "
-                f"{', '.join(RESUMABLE_FIELDS)} may change on resume).")
+                f"{', '.join(RESUMABLE_FIELDS)} may change on resume; with the warmup_cosine "
+                "schedule, set optimizer.decay_steps to change num_steps).")
 
     def restore(self, step: int, like: Any):
         """The state saved at ``step``, shaped and typed like the pytree ``like``."""

@@ -3,8 +3,8 @@
 What it does, in order:
 
 1. validates the config (before anything compiles) and resolves its defaults
-   (``optimizer.decay_steps = 0`` -> ``num_steps``, ``task.eval_size = 0`` -> the
-   task's own);
+   (for the warmup_cosine schedule ``optimizer.decay_steps = 0`` -> ``num_steps``,
+   ``task.eval_size = 0`` -> the task's own);
 2. opens ``<workdir>/checkpoints``; if it holds a checkpoint, checks that it was
    written with a compatible config and resumes from the latest one;
 3. writes the resolved config to ``<workdir>/config.json``;
@@ -41,7 +41,9 @@ from rnn_jax.train.metrics_log import MetricsLogger, Progress, quiet_orbax, summ
 def resolve_config(config):
     """A copy of ``config`` with defaults that depend on other fields filled in."""
     config = copy.deepcopy(config)
-    if config.optimizer.decay_steps == 0:
+    # Only the cosine schedule has a length; resolving it for the others would make a
+    # resume with a different num_steps look like a changed optimizer.
+    if config.optimizer.schedule == "warmup_cosine" and config.optimizer.decay_steps == 0:
         config.optimizer.decay_steps = config.num_steps
     if config.task.eval_size == 0:
         config.task.eval_size = models.make_task(config).eval_size

@@ -180,7 +180,8 @@ def make_train_step(config) -> Callable:
         (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
         grad_norm = optax.tree.norm(grads)
         # Clipping transforms are stateless, so re-running the clipper is how we learn
-        # whether it changed anything, in every clip mode alike.
+        # whether it changed anything, in every clip mode alike. ``clipped`` reports this
+        # global clipper only, not the extra optimizer.recurrent.clip_norm on w_h.
         clipped_grads, _ = clipper.update(grads, clipper.init(state.params), state.params)
         clipped = _tree_any_differs(grads, clipped_grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

@@ -54,7 +54,8 @@ def _mm_tn(a, b):
 
 def _blend(m, new, old):
     """``new`` where the step is valid (``m == 1``), else ``old``; ``m: [B, 1]`` in {0, 1}."""
-    return new if m is None else m * new + (1 - m) * old
+    # where, not m*new + (1-m)*old: an inf produced at a padded step must not become NaN.
+    return new if m is None else jnp.where(m > 0, new, old)
 
 
 def _h_prev(h0, ys):

@@ -8,25 +8,12 @@ val_bpc.png, sample.txt and checkpoints into --workdir; re-running resumes. All
 behaviour lives in rnn_jax.lm.train_and_evaluate; this file only parses flags.
 """
 
-import os
+from absl import app
 
-from absl import app, flags
-from ml_collections import config_flags
-
+from experiments._entry import define_main
 from rnn_jax.lm import train_and_evaluate
 
-_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "char_lm.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "Char-LM config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, eval.json).")
-flags.mark_flags_as_required(["workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
+main = define_main(train_and_evaluate, "char_lm.py")
 
 if __name__ == "__main__":
     app.run(main)

@@ -9,25 +9,12 @@ multi-step) and forecast.png/.pdf into --workdir. All behaviour lives in
 rnn_jax.forecast.train_and_evaluate.
 """
 
-import os
+from absl import app
 
-from absl import app, flags
-from ml_collections import config_flags
-
+from experiments._entry import define_main
 from rnn_jax.forecast import train_and_evaluate
 
-_DEFAULT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "forecast.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT, "Forecasting config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (logs, eval.json, plots).")
-flags.mark_flags_as_required(["workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
+main = define_main(train_and_evaluate, "forecast.py")
 
 if __name__ == "__main__":
     app.run(main)

@@ -9,25 +9,12 @@ What is measured and written is documented in rnn_jax/studies/gradient_lag.py; t
 config file's docstring gives the runtime and the expected result.
 """
 
-import os
+from absl import app
 
-from absl import app, flags
-from ml_collections import config_flags
-
+from experiments._entry import define_main
 from rnn_jax.studies import gradient_lag
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "gradient_lag.py"),
-    "Study config.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config.json, results.json, figures.")
-flags.mark_flags_as_required(["workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    gradient_lag.run(_CONFIG.value, _WORKDIR.value)
-
+main = define_main(gradient_lag.run, "gradient_lag.py")
 
 if __name__ == "__main__":
     app.run(main)

@@ -7,22 +7,12 @@ Re-running the same command with the same --workdir resumes from its latest chec
 All behaviour lives in rnn_jax.train.train_and_evaluate; this file only parses flags.
 """
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
+from experiments._entry import define_main
 from rnn_jax.train import train_and_evaluate
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/adding.py", "Training config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, eval.json).")
-flags.mark_flags_as_required(["workdir"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
+main = define_main(train_and_evaluate, "adding.py")
 
 if __name__ == "__main__":
     app.run(main)

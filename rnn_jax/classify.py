@@ -45,6 +45,7 @@ import optax
 
 from rnn_jax import attention, models, ops, training
 from rnn_jax import initializers as inits
+from rnn_jax.train import config as config_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
 EXPERIMENT = "classify"
@@ -87,19 +88,13 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate(config) -> None:
     """Raise ValueError naming the first bad field (before reading data or compiling)."""
-    missing = [k for k in default_config() if k not in config]
-    if missing:
-        raise ValueError(f"config is missing fields {missing}; start from "
-                         "rnn_jax.classify.default_config()")
-    if config.experiment != EXPERIMENT:
-        raise ValueError(f"config.experiment must be {EXPERIMENT!r}, got {config.experiment!r}")
+    config_lib.check_experiment(config, default_config(), EXPERIMENT,
+                                "rnn_jax.classify.default_config()")
     if config.cell not in models.CELLS:
         raise ValueError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
     for f in ("hidden_size", "attention_size", "embed_size", "batch_size", "num_steps",
               "eval_every", "checkpoint_every", "log_every", "keep_checkpoints", "eval_batch_size"):
-        v = config[f]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"config.{f} must be a positive int, got {v!r}")
+        config_lib.check_int(config, f)
     d = config.data
     if d.source not in SOURCES:
         raise ValueError(f"config.data.source must be one of {list(SOURCES)}, got {d.source!r}")
@@ -111,8 +106,7 @@ def validate(config) -> None:
         if d.tokenizer not in ("char", "whitespace"):
             raise ValueError(f"config.data.tokenizer must be 'char' or 'whitespace', got {d.tokenizer!r}")
         for f in ("max_len", "max_vocab"):
-            if not isinstance(d[f], int) or d[f] < 0:
-                raise ValueError(f"config.data.{f} must be an int >= 0, got {d[f]!r}")
+            config_lib.check_int(config, "data." + f, 0)
     training.make_optimizer(config)
 
 

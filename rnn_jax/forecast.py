@@ -42,6 +42,7 @@ from rnn_jax import plotting, training
 from rnn_jax.data import series as series_lib
 from rnn_jax.models import CELLS
 from rnn_jax.ops import unroll
+from rnn_jax.train import config as config_lib
 from rnn_jax.train.metrics_log import MetricsLogger, write_json
 
 EXPERIMENT = "forecast"
@@ -90,17 +91,12 @@ def _cell_names(config) -> list[str]:
 
 def validate(config) -> None:
     """Raise ValueError naming the first bad field (before reading data or compiling)."""
-    missing = [k for k in default_config() if k not in config]
-    if missing:
-        raise ValueError(f"config is missing fields {missing}; start from "
-                         "rnn_jax.forecast.default_config()")
-    if config.experiment != EXPERIMENT:
-        raise ValueError(f"config.experiment must be {EXPERIMENT!r}, got {config.experiment!r}")
+    config_lib.check_experiment(config, default_config(), EXPERIMENT,
+                                "rnn_jax.forecast.default_config()")
     _cell_names(config)
     for field in ("hidden_size", "window", "horizon", "season", "ar_lags", "batch_size",
                   "num_steps", "eval_every"):
-        if not isinstance(config[field], int) or config[field] < 1:
-            raise ValueError(f"config.{field} must be a positive int, got {config[field]!r}")
+        config_lib.check_int(config, field)
     for field in ("season", "ar_lags"):
         if config[field] > config.window:
             raise ValueError(f"config.{field} ({config[field]}) must be <= config.window "

@@ -45,6 +45,7 @@ import optax
 from rnn_jax import initializers as inits
 from rnn_jax import models, ops, training
 from rnn_jax.data import text as text_data
+from rnn_jax.train import config as config_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
 EXPERIMENT = "char_lm"
@@ -85,28 +86,17 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
-def _int(config, field, minimum=1):
-    v = config
-    for part in field.split("."):
-        v = v[part]
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"config.{field} must be an int >= {minimum}, got {v!r}")
-
 
 def validate(config) -> None:
     """Raise ValueError naming the first bad field; runs before any data is read or compiled."""
-    missing = [k for k in default_config() if k not in config]
-    if missing:
-        raise ValueError(f"config is missing fields {missing}; start from rnn_jax.lm.default_config()")
-    if config.experiment != EXPERIMENT:
-        raise ValueError(f"config.experiment must be {EXPERIMENT!r}, got {config.experiment!r}")
+    config_lib.check_experiment(config, default_config(), EXPERIMENT, "rnn_jax.lm.default_config()")
     if config.cell not in models.CELLS:
         raise ValueError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
     for f in ("hidden_size", "num_layers", "embed_size", "batch_size", "window", "eval_batch_size",
               "num_steps", "eval_every", "checkpoint_every", "log_every", "keep_checkpoints",
               "sample_length"):
-        _int(config, f)
-    _int(config, "seed", 0)
+        config_lib.check_int(config, f)
+    config_lib.check_int(config, "seed", 0)
     if not isinstance(config.dropout, (int, float)) or not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"config.dropout must be in [0, 1), got {config.dropout!r}")
     if not 0.0 < config.data.val_fraction < 1.0:

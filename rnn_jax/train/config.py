@@ -82,12 +82,24 @@ def _field_error(field, allowed, got):
     return ValueError(f"config.{field} must be {allowed}, got {got!r}")
 
 
-def _positive_int(config, field, minimum=1):
+def check_int(config, field, minimum=1):
+    """Raise a ValueError naming ``config.<field>`` (dotted) unless it is an int >= minimum."""
     value = config
     for part in field.split("."):
         value = value[part]
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise _field_error(field, f"an int >= {minimum}", value)
+
+
+def check_experiment(config, defaults, experiment: str, source: str) -> None:
+    """The shared start of the applications' ``validate``: every field of ``defaults`` is
+    present, and ``config.experiment`` names this experiment, so that one experiment never
+    loads another's workdir."""
+    missing = [k for k in defaults if k not in config]
+    if missing:
+        raise ValueError(f"config is missing fields {missing}; start from {source}")
+    if config.experiment != experiment:
+        raise _field_error("experiment", repr(experiment), config.experiment)
 
 
 def _nonneg_float(config, field, strictly=False):
@@ -118,9 +130,9 @@ def validate(config) -> None:
         raise _field_error("task.name", f"one of {tasks.names()}", config.task.name)
     for field in ("hidden_size", "task.seq_len", "batch_size", "num_steps", "num_seeds",
                   "eval_every", "checkpoint_every", "log_every", "keep_checkpoints"):
-        _positive_int(config, field)
-    _positive_int(config, "task.eval_size", minimum=0)
-    _positive_int(config, "num_devices", minimum=0)
+        check_int(config, field)
+    check_int(config, "task.eval_size", minimum=0)
+    check_int(config, "num_devices", minimum=0)
     if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
         raise _field_error("seed", "an int >= 0", config.seed)
 
@@ -143,9 +155,9 @@ def validate(config) -> None:
     _nonneg_float(config, "optimizer.clip_norm")
     _nonneg_float(config, "optimizer.clip_value", strictly=o.clip_mode == "value")
     _nonneg_float(config, "optimizer.adaptive_clip", strictly=o.clip_mode == "adaptive")
-    _positive_int(config, "optimizer.warmup_steps", minimum=0)
-    _positive_int(config, "optimizer.decay_steps", minimum=0)
-    _positive_int(config, "optimizer.transition_steps")
+    check_int(config, "optimizer.warmup_steps", minimum=0)
+    check_int(config, "optimizer.decay_steps", minimum=0)
+    check_int(config, "optimizer.transition_steps")
     if o.weight_decay > 0 and o.name != "adamw":
         raise ValueError(f"config.optimizer.weight_decay > 0 needs optimizer.name 'adamw' "
                          f"(decoupled decay), got optimizer.name {o.name!r}")

@@ -81,12 +81,7 @@ def default_config(series: str = "sunspots") -> ml_collections.ConfigDict:
 
 
 def _cell_names(config) -> list[str]:
-    names = [s.strip() for s in str(config.cells).split(",") if s.strip()]
-    bad = [s for s in names if s not in CELLS]
-    if not names or bad:
-        raise ValueError(f"config.cells must be a comma-separated subset of {sorted(CELLS)}, "
-                         f"got {config.cells!r}")
-    return names
+    return config_lib.check_names(config, "cells", CELLS)
 
 
 def validate(config) -> None:

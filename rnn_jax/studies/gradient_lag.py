@@ -42,6 +42,7 @@ import ml_collections
 import numpy as np
 
 from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks, training
+from rnn_jax.train import config as config_lib
 
 # name -> (legend label, cell, cell kwargs; "T" stands for the task's seq_len)
 MODELS = {
@@ -71,12 +72,7 @@ def _int_field(config, name, minimum=1):
 
 
 def _model_names(config):
-    names = [n.strip() for n in str(config.models).split(",") if n.strip()]
-    bad = [n for n in names if n not in MODELS]
-    if not names or bad:
-        raise ValueError(f"config.models must be a comma-separated list of {sorted(MODELS)}, "
-                         f"got {config.models!r}")
-    return names
+    return config_lib.check_names(config, "models", MODELS)
 
 
 def validate(config) -> None:

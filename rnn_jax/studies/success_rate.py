@@ -69,12 +69,7 @@ def _is_int(v) -> bool:
 
 def cell_names(config) -> list[str]:
     """``config.cells`` as a list, in the given order."""
-    names = [n.strip() for n in str(config.cells).split(",") if n.strip()]
-    bad = [n for n in names if n not in CELLS]
-    if not names or bad or len(set(names)) != len(names):
-        raise ValueError(f"config.cells must be a comma-separated list of distinct names from "
-                         f"{list(CELLS)}, got {config.cells!r}")
-    return names
+    return train_config_lib.check_names(config, "cells", CELLS)
 
 
 def train_config(config, cell: str, clip: bool, seq_len: int) -> ml_collections.ConfigDict:

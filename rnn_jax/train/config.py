@@ -91,6 +91,16 @@ def check_int(config, field, minimum=1):
         raise _field_error(field, f"an int >= {minimum}", value)
 
 
+def check_names(config, field: str, allowed) -> list[str]:
+    """``config.<field>``, a comma-separated string, as a list of distinct names from ``allowed``."""
+    value = config[field]
+    names = [n.strip() for n in str(value).split(",") if n.strip()]
+    if not names or any(n not in allowed for n in names) or len(set(names)) != len(names):
+        raise _field_error(field, f"a comma-separated list of distinct names from {sorted(allowed)}",
+                           value)
+    return names
+
+
 def check_experiment(config, defaults, experiment: str, source: str) -> None:
     """The shared start of the applications' ``validate``: every field of ``defaults`` is
     present, and ``config.experiment`` names this experiment, so that one experiment never

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_jax import fused
+from rnn_jax.gates import lstm_pointwise
 from rnn_jax import initializers as inits
 
 Params = Any
@@ -233,19 +234,9 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
             raise ValueError(f"carry (h, c) must have equal shapes, got h {h.shape} and c {c.shape}")
         z = x @ params["w_x"] + h @ params["w_h"]
         z = dict(zip(gates, _split(z + _bias(params["b"], z), n)))
-
-        def peep(g, cell):
-            key = "p_" + g
-            return z[g] + _bias(params[key], cell) * cell if key in params else z[g]
-
-        f = jax.nn.sigmoid(peep("f", c)) if "f" in z else None
-        i = jax.nn.sigmoid(peep("i", c)) if "i" in z else 1.0 - f
-        g = jnp.tanh(z["g"])
-        # Without a forget gate f_t = 1: the 1997 constant error carousel keeps c_{t-1}.
-        c = c + i * g if f is None else f * c + i * g
-        o = jax.nn.sigmoid(peep("o", c))
-        h = o * jnp.tanh(c)
-        return (h, c), h
+        peep = {g: params["p_" + g] for g in "ifo" if "p_" + g in params}
+        act = lstm_pointwise(z, c, peep)
+        return (act.h, act.c), act.h
 
     # None with peepholes: unroll then keeps the plain scan.
     step.fused_unroll = fused.for_cell("lstm", gates=gates, peephole=peephole)

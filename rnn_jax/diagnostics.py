@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from rnn_jax.gates import lstm_pointwise
 from rnn_jax.ops import _check_carry, _num_steps
 
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
@@ -447,19 +448,9 @@ def gate_activations(cell, params, carry, xs):
         blocks = jnp.split(z[..., :2 * H] + b[..., :2 * H] + zh, 2, axis=-1)
         return {"r": jax.nn.sigmoid(blocks[0]), "z": jax.nn.sigmoid(blocks[1])}
     z = z + b + jnp.einsum("t...i,ij->t...j", h_prev, params["w_h"])
-    blocks = dict(zip(gates, jnp.split(z, n, axis=-1)))
-    c_prev, c_new = prev[1], states[1]
-
-    def peep(g, c):
-        p = params.get("p_" + g)
-        return blocks[g] if p is None else blocks[g] + p.reshape((1,) * (c.ndim - 1) + p.shape) * c
-
-    out = {}
-    if "f" in blocks:
-        out["f"] = jax.nn.sigmoid(peep("f", c_prev))
-    out["i"] = jax.nn.sigmoid(peep("i", c_prev)) if "i" in blocks else 1.0 - out["f"]
-    out["o"] = jax.nn.sigmoid(peep("o", c_new))
-    return out
+    peep = {g: params["p_" + g] for g in "ifo" if "p_" + g in params}
+    act = lstm_pointwise(dict(zip(gates, jnp.split(z, n, axis=-1))), prev[1], peep)
+    return ({} if act.f is None else {"f": act.f}) | {"i": act.i, "o": act.o}
 
 
 def forget_gate_stats(cell, params, carry, xs):

@@ -36,6 +36,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from rnn_jax.gates import lstm_pointwise
 from rnn_jax.ops import _reverse_valid
 
 LSTM_GATES = (("i", "f", "g", "o"), ("i", "g", "o"), ("f", "g", "o"))
@@ -137,24 +138,18 @@ def _lstm_forward(gates, unroll, params, carry, xs, mask, keep):
         h, c = state
         x, m = (inp[0], inp[1] if mask is not None else None)
         z = x @ w_x + h @ w_h + b
-        blk = {g: z[:, k * H:(k + 1) * H] for k, g in enumerate(gates)}
-        f = jax.nn.sigmoid(blk["f"]) if "f" in blk else None
-        i = jax.nn.sigmoid(blk["i"]) if "i" in blk else 1.0 - f
-        g = jnp.tanh(blk["g"])
-        # Without a forget gate f = 1: the 1997 constant error carousel.
-        c_new = c + i * g if f is None else f * c + i * g
-        o = jax.nn.sigmoid(blk["o"])
-        tc = jnp.tanh(c_new)
-        h_new = o * tc
+        act = lstm_pointwise({g: z[:, k * H:(k + 1) * H] for k, g in enumerate(gates)}, c)
+        h_new, c_new = act.h, act.c
         y = h_new if m is None else m * h_new
         h_new, c_new = _blend(m, h_new, h), _blend(m, c_new, c)
         if not keep:
             return (h_new, c_new), y
         # Derivative factors of the pre-activations: the backward scan then only
         # multiplies, dZ = [dc, ..., dc, dh] * a with dc += dh * a_c.
+        i, f, g, o, tc = act.i, act.f, act.g, act.o, act.tanh_c
         fac = {"i": g * i * (1 - i), "g": i * (1 - g * g), "o": tc * o * (1 - o)}
         if f is not None:
-            fac["f"] = (c if "i" in blk else c - g) * f * (1 - f)
+            fac["f"] = (c if "i" in gates else c - g) * f * (1 - f)
         a = jnp.concatenate([fac[k] for k in gates], axis=-1)
         res = (a, o * (1 - tc * tc)) + ((f,) if f is not None else ())
         return (h_new, c_new), (y, res)

@@ -229,6 +229,35 @@ def test_forget_gate_stats_match_numpy_lstm_loop():
     np.testing.assert_allclose(np.asarray(stats["per_step_mean"]), fs.mean(axis=(1, 2)), rtol=1e-5)
 
 
+@pytest.mark.parametrize("kwargs", [dict(peephole=True), dict(coupled=True), dict(forget_gate=False)])
+def test_gate_activations_match_numpy_loop_for_lstm_variants(kwargs):
+    cell = cells.lstm(H, **kwargs)
+    params = cell.init(jax.random.PRNGKey(3), I)
+    rng = np.random.default_rng(3)
+    # Noise on every leaf, so that zero-initialised peepholes take part.
+    params = {k: v + 0.3 * jnp.asarray(rng.standard_normal(v.shape), v.dtype) for k, v in params.items()}
+    xs = jax.random.normal(jax.random.PRNGKey(4), (T, B, I))
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    peep = lambda g, cell_state: p["p_" + g] * cell_state if "p_" + g in p else 0.0
+    h, c = np.zeros((B, H)), np.zeros((B, H))
+    want = {g: [] for g in ("i", "f", "o") if g in cell.gates or g == "i"}
+    for t in range(T):
+        z = np.asarray(xs[t], np.float64) @ p["w_x"] + h @ p["w_h"] + p["b"]
+        blk = {g: z[:, k * H:(k + 1) * H] for k, g in enumerate(cell.gates)}
+        f = _np_sigmoid(blk["f"] + peep("f", c)) if "f" in blk else 1.0
+        i = _np_sigmoid(blk["i"] + peep("i", c)) if "i" in blk else 1.0 - f
+        c = f * c + i * np.tanh(blk["g"])
+        o = _np_sigmoid(blk["o"] + peep("o", c))
+        h = o * np.tanh(c)
+        for g, v in (("i", i), ("f", f), ("o", o)):
+            if g in want:
+                want[g].append(v)
+    got = dg.gate_activations(cell, params, cell.initial_carry((B,)), xs)
+    assert sorted(got) == sorted(want)
+    for g in want:
+        np.testing.assert_allclose(np.asarray(got[g]), np.stack(want[g]), atol=2e-6, err_msg=g)
+
+
 def test_cell_state_path_is_the_forget_gate_product_when_h_does_not_feed_back():
     """With w_h = 0, dL/dc_t = v * prod_{s>t} f_s exactly (the constant error carousel)."""
     cell = cells.lstm(H, forget_bias=2.0)

@@ -22,7 +22,7 @@ trust. Usage::
     python benchmarks/lstm_step.py                 # all four shapes, LSTM, 15 rounds
     python benchmarks/lstm_step.py --quick         # s1 and s4, 10 rounds
     python benchmarks/lstm_step.py --shapes s1,s3 --cells lstm,gru,rnn --reps 20
-    python benchmarks/lstm_step.py --threads 1     # single-threaded jax and torch
+    python benchmarks/lstm_step.py --threads 1     # both libraries pinned to one core
 """
 
 from __future__ import annotations
@@ -45,9 +45,14 @@ def _early_threads(argv):
                 raise ValueError(f"--threads must be a positive int, got {n!r}")
             os.environ["OMP_NUM_THREADS"] = n
             os.environ["MKL_NUM_THREADS"] = n
-            if n == "1":
-                os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                           " --xla_cpu_multi_thread_eigen=false").strip()
+            # XLA's dot kernels keep their own thread pool even with
+            # --xla_cpu_multi_thread_eigen=false (jnp.dot 2048^2 ran at the 2-core rate
+            # with it), so the process is pinned to N cores instead.
+            if hasattr(os, "sched_setaffinity"):
+                cpus = sorted(os.sched_getaffinity(0))
+                if int(n) > len(cpus):
+                    raise ValueError(f"--threads must be at most the {len(cpus)} usable cores, got {n}")
+                os.sched_setaffinity(0, cpus[:int(n)])
             return int(n)
     return None
 
@@ -273,8 +278,8 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=None, help="timed rounds (>= 10)")
     ap.add_argument("--quick", action="store_true", help="s1 and s4 only, 10 rounds")
     ap.add_argument("--threads", type=int, default=None,
-                    help="intra-op threads for torch (and, with 1, single-threaded XLA); "
-                         "1 gives stable numbers on a shared, oversubscribed machine")
+                    help="pin the process to N cores (torch intra-op threads = N too); "
+                         "1 compares both libraries on one core")
     args = ap.parse_args(argv)
     shapes = (args.shapes.split(",") if args.shapes
               else ["s1", "s4"] if args.quick else list(SHAPES))

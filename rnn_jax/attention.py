@@ -1,4 +1,4 @@
-"""Attention pooling over time, masked by sequence lengths, as pure functions.
+"""Additive attention masked by sequence lengths, as pure functions: pooling and query-based.
 
 Additive scoring (the score function of Bahdanau, Cho & Bengio 2014, arXiv 1409.0473)
 with a learned query vector, as used to pool a recurrent encoder's states into one
@@ -12,6 +12,11 @@ LSTM Networks for Relation Classification", ACL)::
 
 Padded steps get weight exactly 0, so neither their states nor their number changes
 the result.
+
+:func:`init_additive`, :func:`project_keys` and :func:`additive` are the same score
+with a query in place of the learned vector, ``e_j = v . tanh(q W_q + h_j W_k + b)``:
+the decoder state reading the encoder states in the sequence-to-sequence model
+(:mod:`rnn_jax.seq2seq_model`).
 """
 
 from __future__ import annotations
@@ -70,3 +75,55 @@ def pool(params, hs, lengths):
     """Attention pooling: ``(pooled [B, D], weights [B, T])`` (module docstring)."""
     weights = masked_softmax(scores(params, hs), lengths)
     return jnp.einsum("bt,btd->bd", weights, hs), weights
+
+
+# ------------------------------------------------------- query-based additive attention
+
+def init_additive(key, query_size: int, key_size: int, attention_size: int):
+    """Params of query-based additive attention (Bahdanau, Cho & Bengio 2014)::
+
+        e_j     = v . tanh(q W_q + h_j W_k + b)    q: [Dq] query, h_j: [Dk] key/value j
+        alpha_j = masked softmax of e over j < L
+        context = sum_j alpha_j h_j
+
+    ``{"w_q": [Dq, A], "w_k": [Dk, A], "b": [A], "v": [A]}``: Glorot-uniform ``w_q``
+    and ``w_k``, zero ``b``, ``v ~ N(0, 1/A)``.
+    """
+    for name, v in (("query_size", query_size), ("key_size", key_size),
+                    ("attention_size", attention_size)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    k_q, k_k, k_v = jax.random.split(key, 3)
+    return {"w_q": inits.glorot_uniform(k_q, (query_size, attention_size)),
+            "w_k": inits.glorot_uniform(k_k, (key_size, attention_size)),
+            "b": jnp.zeros((attention_size,), jnp.float32),
+            "v": jax.random.normal(k_v, (attention_size,), jnp.float32) / jnp.sqrt(attention_size)}
+
+
+def project_keys(params, hs):
+    """``h_j W_k + b``: ``[B, S, A]`` from ``hs [B, S, Dk]``. It does not depend on the
+    query, so a decoder computes it once per source and reuses it at every step."""
+    if hs.ndim != 3 or hs.shape[-1] != params["w_k"].shape[0]:
+        raise ValueError(f"hs must have shape [B, S, {params['w_k'].shape[0]}], "
+                         f"got {tuple(hs.shape)}")
+    a = params["w_k"].shape[1]
+    return jnp.einsum("bsd,da->bsa", hs, params["w_k"]) + params["b"].reshape(1, 1, a)
+
+
+def additive(params, query, projected_keys, values, lengths):
+    """One attention read: ``(context [B, Dv], weights [B, S])``.
+
+    Args:
+      query: ``[B, Dq]`` (a decoder's previous state ``s_{t-1}``).
+      projected_keys: ``[B, S, A]`` from :func:`project_keys`.
+      values: ``[B, S, Dv]`` (the encoder states ``h_j``).
+      lengths: ``[B]`` valid source steps; weights beyond them are exactly 0.
+    """
+    B, S, A = projected_keys.shape
+    if query.shape != (B, params["w_q"].shape[0]):
+        raise ValueError(f"query must have shape [{B}, {params['w_q'].shape[0]}], "
+                         f"got {tuple(query.shape)}")
+    q = (query @ params["w_q"]).reshape(B, 1, A)
+    e = jnp.einsum("bsa,a->bs", jnp.tanh(projected_keys + q), params["v"])
+    weights = masked_softmax(e, lengths)
+    return jnp.einsum("bs,bsd->bd", weights, values), weights

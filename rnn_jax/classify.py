@@ -107,7 +107,7 @@ def validate(config) -> None:
             raise ValueError(f"config.data.tokenizer must be 'char' or 'whitespace', got {d.tokenizer!r}")
         for f in ("max_len", "max_vocab"):
             config_lib.check_int(config, "data." + f, 0)
-    training.make_optimizer(config)
+    config_lib.check_optimizer(config)
 
 
 # ---------------------------------------------------------------------------- model

@@ -96,6 +96,7 @@ def validate(config) -> None:
         if config[field] > config.window:
             raise ValueError(f"config.{field} ({config[field]}) must be <= config.window "
                              f"({config.window}): the baseline reads it from the window")
+    config_lib.check_optimizer(config)
 
 
 # ------------------------------------------------------------------------ baselines

@@ -101,7 +101,7 @@ def validate(config) -> None:
         raise ValueError(f"config.dropout must be in [0, 1), got {config.dropout!r}")
     if not 0.0 < config.data.val_fraction < 1.0:
         raise ValueError(f"config.data.val_fraction must be in (0, 1), got {config.data.val_fraction!r}")
-    training.make_optimizer(config)  # raises on a bad optimizer name, schedule or clip mode
+    config_lib.check_optimizer(config)
 
 
 # ---------------------------------------------------------------------------- model

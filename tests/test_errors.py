@@ -179,3 +179,18 @@ def test_bad_stack_and_sequence_op_arguments():
         rnn_jax.stacked([RNN.step], [P_RNN], [carry], XS, dropout_rate=1.0)
     with pytest.raises(ValueError, match="needs a PRNG key"):
         rnn_jax.stacked([RNN.step], [P_RNN], [carry], XS, dropout_rate=0.1)
+
+
+@pytest.mark.parametrize("module", ["classify", "lm", "forecast", "seq2seq"])
+def test_applications_name_a_bad_optimizer_field(module):
+    import importlib
+    mod = importlib.import_module(f"rnn_jax.{module}")
+    config = mod.default_config()
+    config.optimizer.schedule = "warmup_cosine"
+    config.optimizer.warmup_steps = config.num_steps  # warmup would fill the whole run
+    with pytest.raises(ValueError, match="optimizer.warmup_steps"):
+        mod.validate(config)
+    config = mod.default_config()
+    config.optimizer.name = "adamm"
+    with pytest.raises(ValueError, match="optimizer.name"):
+        mod.validate(config)

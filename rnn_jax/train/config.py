@@ -121,31 +121,10 @@ def _nonneg_float(config, field, strictly=False):
         raise _field_error(field, "a finite number " + ("> 0" if strictly else ">= 0"), value)
 
 
-def validate(config) -> None:
-    """Raise ValueError/TypeError naming the bad field and its allowed values.
-
-    Runs in Python before anything is traced or compiled; the task's own checks (e.g.
-    a minimum ``seq_len``) run through ``jax.eval_shape`` of its sampler, which does
-    not compile either.
-    """
-    from rnn_jax import models, tasks  # local: models imports nothing from here
-
-    missing = [k for k in default_config() if k not in config]
-    if missing:
-        raise ValueError(f"config is missing fields {missing}; start from "
-                         "rnn_jax.train.config.default_config()")
-    if config.cell not in models.CELLS:
-        raise _field_error("cell", f"one of {sorted(models.CELLS)}", config.cell)
-    if config.task.name not in tasks.names():
-        raise _field_error("task.name", f"one of {tasks.names()}", config.task.name)
-    for field in ("hidden_size", "task.seq_len", "batch_size", "num_steps", "num_seeds",
-                  "eval_every", "checkpoint_every", "log_every", "keep_checkpoints"):
-        check_int(config, field)
-    check_int(config, "task.eval_size", minimum=0)
-    check_int(config, "num_devices", minimum=0)
-    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
-        raise _field_error("seed", "an int >= 0", config.seed)
-
+def check_optimizer(config) -> None:
+    """Check ``config.optimizer`` (the fields of :func:`default_config`) against
+    ``config.num_steps``; every experiment that trains with
+    ``rnn_jax.training.make_optimizer`` calls it from its ``validate``."""
     o = config.optimizer
     if o.name not in OPTIMIZERS:
         raise _field_error("optimizer.name", f"one of {list(OPTIMIZERS)}", o.name)
@@ -179,6 +158,34 @@ def validate(config) -> None:
     if o.recurrent.enabled:
         _nonneg_float(config, "optimizer.recurrent.learning_rate", strictly=True)
         _nonneg_float(config, "optimizer.recurrent.clip_norm")
+
+
+def validate(config) -> None:
+    """Raise ValueError/TypeError naming the bad field and its allowed values.
+
+    Runs in Python before anything is traced or compiled; the task's own checks (e.g.
+    a minimum ``seq_len``) run through ``jax.eval_shape`` of its sampler, which does
+    not compile either.
+    """
+    from rnn_jax import models, tasks  # local: models imports nothing from here
+
+    missing = [k for k in default_config() if k not in config]
+    if missing:
+        raise ValueError(f"config is missing fields {missing}; start from "
+                         "rnn_jax.train.config.default_config()")
+    if config.cell not in models.CELLS:
+        raise _field_error("cell", f"one of {sorted(models.CELLS)}", config.cell)
+    if config.task.name not in tasks.names():
+        raise _field_error("task.name", f"one of {tasks.names()}", config.task.name)
+    for field in ("hidden_size", "task.seq_len", "batch_size", "num_steps", "num_seeds",
+                  "eval_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+        check_int(config, field)
+    check_int(config, "task.eval_size", minimum=0)
+    check_int(config, "num_devices", minimum=0)
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
+        raise _field_error("seed", "an int >= 0", config.seed)
+
+    check_optimizer(config)
 
     n_dev = config.num_devices or jax.local_device_count()
     if config.num_devices > jax.local_device_count():

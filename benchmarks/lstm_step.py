@@ -15,9 +15,10 @@ Implementations, per cell (``--cells lstm,gru,rnn``):
 * ``torch``: ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` (oneDNN on CPU) with
   ``torch.set_flush_denormal(True)``; skipped when torch is not installed.
 
-All implementations of one shape are timed interleaved (one call of each per round),
-so a load change on a shared machine hits them alike; the ratios are the numbers to
-trust. Usage::
+The JAX implementations of one shape are timed interleaved (one call of each per
+round); PyTorch is timed in a worker process of its own, in two blocks between the JAX
+rounds, so that its OpenMP threads never compete with a JAX call and a load change hits
+all implementations alike. The ratios are the numbers to trust. Usage::
 
     python benchmarks/lstm_step.py                 # all four shapes, LSTM, 15 rounds
     python benchmarks/lstm_step.py --quick         # s1 and s4, 10 rounds
@@ -31,7 +32,9 @@ import argparse
 import inspect
 import os
 import platform
+import json
 import statistics
+import subprocess
 import sys
 import time
 
@@ -59,13 +62,10 @@ def _early_threads(argv):
 
 THREADS = _early_threads(sys.argv[1:]) if __name__ == "__main__" else None
 
-try:  # Flush denormals before torch or anything else starts worker threads.
-    import torch
-    torch.set_flush_denormal(True)
-    if THREADS:
-        torch.set_num_threads(THREADS)
-except ImportError:  # torch is an optional, benchmark-only extra
-    torch = None
+# torch runs in a worker process of its own (see _torch_times): with both libraries in one
+# process, oneDNN's OpenMP threads spin after each torch call and took a core from the
+# next JAX call (s1: rnn_jax 15.1 ms interleaved with torch, 12.9 ms without it).
+TORCH_WORKER = "--torch-worker"
 
 import jax
 import jax.numpy as jnp
@@ -159,7 +159,10 @@ def make_flax(cell: str, shape, key):
 
 
 def make_torch(cell: str, shape, seed=0):
-    if torch is None:
+    """A PyTorch training step, or None without torch. Called in the worker process only."""
+    try:
+        import torch
+    except ImportError:  # torch is an optional, benchmark-only extra
         return None
     B, T, I, H = shape
     torch.manual_seed(seed)
@@ -179,6 +182,44 @@ def make_torch(cell: str, shape, seed=0):
         return loss.item()
 
     return step
+
+
+def _torch_worker(cell: str, name: str, reps: int) -> None:
+    """Worker process: time ``reps`` PyTorch steps and print them as one JSON line."""
+    try:
+        import torch
+    except ImportError:
+        print(json.dumps({"missing": True}))
+        return
+    # Flush denormals before torch starts its worker threads (shared/cpu-anchors.md).
+    torch.set_flush_denormal(True)
+    if THREADS:
+        torch.set_num_threads(THREADS)
+    step = make_torch(cell, SHAPES[name])
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    for _ in range(2):  # oneDNN settles its primitives over the first calls
+        step()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step()
+        times.append(1e3 * (time.perf_counter() - t0))
+    print(json.dumps({"times": times, "first_s": first, "version": torch.__version__,
+                      "threads": torch.get_num_threads(),
+                      "interop": torch.get_num_interop_threads(),
+                      "mkldnn": torch.backends.mkldnn.is_available()}))
+
+
+def _torch_times(cell: str, name: str, reps: int) -> dict | None:
+    """Run :func:`_torch_worker` in a fresh process (same affinity and thread settings)."""
+    argv = [sys.executable, os.path.abspath(__file__), TORCH_WORKER, cell, name, str(reps)]
+    if THREADS:
+        argv += ["--threads", str(THREADS)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    return None if got.get("missing") else got
 
 
 def _jax_runner(fn, args):
@@ -203,7 +244,7 @@ def matmul_peak(reps: int) -> float:
     return 2.0 * n ** 3 / min(times) / 1e9
 
 
-def print_env():
+def print_env(impls):
     print(f"python {platform.python_version()}  jax {jax.__version__}  "
           f"jaxlib {jax.lib.__version__ if hasattr(jax.lib, '__version__') else '?'}  "
           f"backend {jax.default_backend()}  devices {jax.devices()}")
@@ -212,12 +253,12 @@ def print_env():
         print(f"flax {flax.__version__}")
     except ImportError:
         print("flax: not installed")
-    if torch is not None:
-        print(f"torch {torch.__version__}  threads {torch.get_num_threads()}  "
-              f"interop {torch.get_num_interop_threads()}  flush_denormal on  "
-              f"mkldnn {torch.backends.mkldnn.is_available()}")
+    info = _torch_times("rnn", "s4", 1) if "torch" in impls else None
+    if info is not None:
+        print(f"torch {info['version']}  threads {info['threads']}  interop {info['interop']}  "
+              f"flush_denormal on  mkldnn {info['mkldnn']}  (timed in a separate process)")
     else:
-        print("torch: not installed, skipped")
+        print("torch: not installed or not requested, skipped")
     print(f"cpu_count {os.cpu_count()}  sched_affinity "
           f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'}  "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}  "
@@ -230,13 +271,6 @@ def bench_shape(cell: str, name: str, reps: int, impls: list[str], peak: float):
     runners, compile_s = {}, {}
     for impl in impls:
         if impl == "torch":
-            r = make_torch(cell, shape)
-            if r is None:
-                continue
-            t0 = time.perf_counter()
-            r()
-            compile_s[impl] = time.perf_counter() - t0
-            runners[impl] = r
             continue
         if impl == "flax":
             made = make_flax(cell, shape, key)
@@ -251,11 +285,19 @@ def bench_shape(cell: str, name: str, reps: int, impls: list[str], peak: float):
         runners[impl] = _jax_runner(compiled, args)
         runners[impl]()  # warm-up
     times = {k: [] for k in runners}
-    for _ in range(reps):
-        for k, r in runners.items():
-            t0 = time.perf_counter()
-            r()
-            times[k].append(1e3 * (time.perf_counter() - t0))
+    # JAX implementations interleaved (one call of each per round); torch in two blocks
+    # of its own between them, so that a load change hits all of them alike.
+    for block in (reps // 2, reps - reps // 2):
+        for _ in range(block):
+            for k, r in runners.items():
+                t0 = time.perf_counter()
+                r()
+                times[k].append(1e3 * (time.perf_counter() - t0))
+        got = _torch_times(cell, name, block) if "torch" in impls else None
+        if got is not None:
+            times.setdefault("torch", []).extend(got["times"])
+            compile_s["torch"] = got["first_s"]
+    runners.update({"torch": None} if "torch" in times else {})
     med = {k: statistics.median(v) for k, v in times.items()}
     fl = flops(cell, *shape)
     print(f"\n{cell} {name} (B, T, I, H) = {shape}   {fl / 1e9:.2f} GFLOP/step")
@@ -294,7 +336,7 @@ def main(argv=None):
     reps = args.reps or (10 if args.quick else 15)
     if reps < 10:
         raise ValueError(f"--reps must be >= 10 for a median with min/max, got {reps}")
-    print_env()
+    print_env(impls)
     peak = matmul_peak(max(reps, 10))
     print(f"large-matmul peak (jnp.dot 2048^2 float32, best of {max(reps, 10)}): {peak:.1f} GFLOP/s")
     print("FLOP model: 2*B*T*(I+H)*G*H*3, G = 4 (LSTM), 3 (GRU), 1 (RNN)")
@@ -304,4 +346,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [TORCH_WORKER]:
+        _torch_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        main()

@@ -31,10 +31,8 @@ events), ``eval.json`` (test accuracy, confusion matrix), ``confusion_matrix.png
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
-import time
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -346,8 +344,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     (rows true, columns predicted), ``classes``, ``num_params`` and data facts.
     """
     from absl import logging
-    from rnn_jax.train.checkpointing import Checkpointer
-    from rnn_jax.train.metrics_log import MetricsLogger, Progress
+    from rnn_jax.train import driver
 
     validate(config)
     data = load_dataset(config)
@@ -355,60 +352,27 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     model = make_classifier(config, data.input_spec, C)
     n_train = data.train["labels"].shape[0]
     batch_indices(n_train, config.batch_size, config.seed, 0)  # raises if the batch is too big
+    optimizer = training.make_optimizer(config)
+    apply_jit = jax.jit(model.apply)
 
-    os.makedirs(workdir, exist_ok=True)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
-                        metric_name=METRIC, higher_is_better=True)
-    try:
-        start = ckpt.latest_step()
-        if start is not None:
-            ckpt.check_compatible(start, config)
-        write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-        optimizer = training.make_optimizer(config)
-        # One jitted init: eager init would compile every small op separately.
-        state = jax.jit(lambda k: (lambda p: ClassifyState(p, optimizer.init(p), jnp.zeros(
-            (), jnp.int32)))(model.init(k)))(jax.random.PRNGKey(config.seed))
-        if start is not None:
-            state = ckpt.restore(start, state)
-        else:
-            start = 0
-        train_step = jax.jit(make_train_step(config, model), donate_argnums=0)
-        apply_jit = jax.jit(model.apply)
-        logger = MetricsLogger(workdir, start_step=start)
-        progress = Progress(start, config.num_steps, config.progress_every_s)
-        pending, t0 = [], time.perf_counter()
+    def init_state(key):
+        params = model.init(key)
+        return ClassifyState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
-        def evaluate(params):
-            logits, weights = predict(apply_jit, params, data.test, config.eval_batch_size)
-            preds = logits.argmax(-1)
-            labels = data.test["labels"]
-            return {METRIC: float(np.mean(preds == labels)),
-                    "cross_entropy": float(xent(jnp.asarray(logits), jnp.asarray(labels)))}, preds, weights
+    def batch(step):
+        idx = batch_indices(n_train, config.batch_size, config.seed, step)
+        return {k: v[idx] for k, v in data.train.items()}
 
-        try:
-            for step in range(start, config.num_steps):
-                idx = batch_indices(n_train, config.batch_size, config.seed, step)
-                batch = {k: v[idx] for k, v in data.train.items()}
-                state, m = train_step(state, batch)
-                pending.append(m)
-                done = step + 1
-                if done % config.log_every == 0 or done == config.num_steps:
-                    got = jax.device_get(pending)
-                    pending = []
-                    rec = logger.write(done, "train", {n: np.mean([g[n] for g in got]) for n in got[0]})
-                    progress.update(done, rec["loss"], force=done == config.num_steps)
-                if done % config.eval_every == 0 or done % config.checkpoint_every == 0 \
-                        or done == config.num_steps:
-                    ev, _, _ = evaluate(state.params)
-                    logger.write(done, "eval", ev)
-                    if done % config.checkpoint_every == 0 or done == config.num_steps:
-                        ckpt.save(done, state, config, metrics={METRIC: ev[METRIC]})
-        finally:
-            ckpt.wait()
-            logger.close()
-        wall = time.perf_counter() - t0
-    finally:
-        ckpt.close()
+    def evaluate(params):
+        logits, weights = predict(apply_jit, params, data.test, config.eval_batch_size)
+        preds = logits.argmax(-1)
+        labels = data.test["labels"]
+        return {METRIC: float(np.mean(preds == labels)),
+                "cross_entropy": float(xent(jnp.asarray(logits), jnp.asarray(labels)))}, preds, weights
+
+    state, wall = driver.run(config, workdir, init_state=init_state,
+                             train_step=make_train_step(config, model), batch=batch,
+                             evaluate=lambda p: evaluate(p)[0], metric=METRIC)
 
     ev, preds, weights = evaluate(state.params)
     labels = data.test["labels"]

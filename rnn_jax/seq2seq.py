@@ -260,8 +260,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     greedy exact match was 1.0 and its ``elapsed_s``, ``num_params``, a few mistakes.
     """
     from absl import logging
-    from rnn_jax.train.checkpointing import Checkpointer
-    from rnn_jax.train.metrics_log import MetricsLogger, Progress
+    from rnn_jax.train import driver
 
     t_start = time.perf_counter()
     validate(config)
@@ -272,64 +271,26 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     targets = [t for _, t in test_pairs]
     model = make_model(config, task.source_vocab.size, task.target_vocab.size)
     max_len = task.max_target_len + 1
+    optimizer = training.make_optimizer(config)
 
-    os.makedirs(workdir, exist_ok=True)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
-                        metric_name=METRIC, higher_is_better=True)
-    try:
-        start = ckpt.latest_step()
-        if start is not None:
-            ckpt.check_compatible(start, config)
-        write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-        optimizer = training.make_optimizer(config)
+    def init_state(key):
+        params = model.init(key)
+        return Seq2SeqState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
-        def init_state(key):
-            params = model.init(key)
-            return Seq2SeqState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    greedy = jax.jit(functools.partial(greedy_decode, model, max_len=max_len))
+    test_loss = jax.jit(lambda p, b: sequence_loss(
+        model.apply(p, b["src"], b["src_len"], b["tgt_in"])[0], b["tgt_out"], b["tgt_len"])[0])
 
-        key = jax.random.PRNGKey(config.seed)
-        if start is not None:  # only the structure is needed: no init to compile
-            state = ckpt.restore(start, jax.eval_shape(init_state, key))
-            logging.info("resuming from step %d in %s", start, ckpt.directory)
-        else:
-            # One jitted init: eager init would compile every small op separately.
-            state, start = jax.jit(init_state)(key), 0
-        train_step = jax.jit(make_train_step(config, model), donate_argnums=0)
-        greedy = jax.jit(functools.partial(greedy_decode, model, max_len=max_len))
-        test_loss = jax.jit(lambda p, b: sequence_loss(
-            model.apply(p, b["src"], b["src_len"], b["tgt_in"])[0], b["tgt_out"], b["tgt_len"])[0])
-        logger = MetricsLogger(workdir, start_step=start)
-        progress = Progress(start, config.num_steps, config.progress_every_s)
-        pending = []
+    def evaluate(params):
+        result = decode_in_chunks(greedy, params, test, config.eval_batch_size)
+        em, _ = exact_match(task, result, targets)
+        return {METRIC: em, "test_loss": float(test_loss(params, test)),
+                "elapsed_s": round(time.perf_counter() - t_start, 1)}
 
-        def evaluate(params):
-            result = decode_in_chunks(greedy, params, test, config.eval_batch_size)
-            em, _ = exact_match(task, result, targets)
-            return {METRIC: em, "test_loss": float(test_loss(params, test)),
-                    "elapsed_s": round(time.perf_counter() - t_start, 1)}
-
-        try:
-            for step in range(start, config.num_steps):
-                state, m = train_step(state, make_batch(task, config, step))
-                pending.append(m)
-                done = step + 1
-                if done % config.log_every == 0 or done == config.num_steps:
-                    got = jax.device_get(pending)
-                    pending = []
-                    rec = logger.write(done, "train", {n: np.mean([g[n] for g in got]) for n in got[0]})
-                    progress.update(done, rec["loss"], force=done == config.num_steps)
-                if done % config.eval_every == 0 or done % config.checkpoint_every == 0 \
-                        or done == config.num_steps:
-                    ev = evaluate(state.params)
-                    logger.write(done, "eval", ev)
-                    if done % config.checkpoint_every == 0 or done == config.num_steps:
-                        ckpt.save(done, state, config, metrics={METRIC: ev[METRIC]})
-        finally:
-            ckpt.wait()
-            logger.close()
-        wall = time.perf_counter() - t_start
-    finally:
-        ckpt.close()
+    state, wall = driver.run(config, workdir, init_state=init_state,
+                             train_step=make_train_step(config, model),
+                             batch=lambda step: make_batch(task, config, step),
+                             evaluate=evaluate, metric=METRIC)
 
     params = state.params
     g = decode_in_chunks(greedy, params, test, config.eval_batch_size)

@@ -161,3 +161,33 @@ def test_shipped_configs_validate():
         classify.validate(tsv_config)
     tsv_config.data.path = "x.tsv"
     classify.validate(tsv_config)
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    data = tmp_path / "train.tsv"
+    _write_tsv(data)
+
+    def config(steps):
+        c = small_config(num_steps=steps, batch_size=8, eval_every=20, checkpoint_every=20,
+                         log_every=20)
+        c.data.source = "tsv"
+        c.data.path = str(data)
+        return c
+
+    straight = classify.train_and_evaluate(config(40), str(tmp_path / "straight"))
+    classify.train_and_evaluate(config(20), str(tmp_path / "resumed"))
+    seen = []
+    real = classify.batch_indices
+
+    def counting(n, batch_size, seed, step):
+        seen.append(step)
+        return real(n, batch_size, seed, step)
+
+    monkeypatch.setattr(classify, "batch_indices", counting)
+    resumed = classify.train_and_evaluate(config(40), str(tmp_path / "resumed"))
+    assert [s for s in seen if s > 0] == list(range(20, 40))  # only the missing steps ran
+    assert resumed["cross_entropy"] == straight["cross_entropy"]
+    assert resumed["confusion_matrix"] == straight["confusion_matrix"]
+    with open(tmp_path / "resumed" / "metrics.jsonl") as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == [20, 20, 40, 40]  # train + eval records of both parts, none repeated

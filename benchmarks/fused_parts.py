@@ -1,0 +1,78 @@
+"""Where an LSTM training step's time goes: the fast path's forward and backward scans apart.
+
+Times, for one shape of benchmarks/lstm_step.py, medians of jitted calls:
+
+* ``forward``: the forward scan alone, keeping nothing for the backward pass;
+* ``forward+residuals``: the forward scan that also writes the derivative factors;
+* ``backward``: the backward scan plus the weight-gradient matmuls after it;
+* ``step``: ``jax.grad`` of a loss through ``rnn_jax.unroll`` (all of the above and the glue);
+
+and the GFLOP/s of the forward scan's matmuls. Run it once normally and once pinned to
+one core to see what the second core buys (BUILD_NOTES.md, issue 7)::
+
+    python benchmarks/fused_parts.py --shape s1
+    taskset -c 0 python benchmarks/fused_parts.py --shape s1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import rnn_jax  # noqa: E402
+from rnn_jax import cells, fused  # noqa: E402
+
+SHAPES = {"s1": (32, 100, 32, 128), "s2": (64, 1000, 32, 128), "s3": (16, 200, 64, 512),
+          "s4": (1, 1000, 8, 32)}
+
+
+def median_ms(fn, *args, reps: int) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shape", default="s1", choices=sorted(SHAPES))
+    ap.add_argument("--reps", type=int, default=30)
+    args = ap.parse_args(argv)
+    B, T, I, H = SHAPES[args.shape]
+    cell = cells.lstm(H)
+    params = cell.init(jax.random.PRNGKey(0), I)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (T, B, I))
+    carry = cell.initial_carry((B,))
+    gates = cell.gates
+
+    forward = jax.jit(lambda p, x: fused._lstm_forward(gates, 1, p, carry, x, None, keep=False))
+    with_res = jax.jit(lambda p, x: fused._lstm_forward(gates, 1, p, carry, x, None, keep=True))
+    _, ys, res = with_res(params, xs)
+    d_carry = (jnp.ones((B, H)), jnp.zeros((B, H)))
+    backward = jax.jit(lambda p, x, ys, res: fused._lstm_backward(
+        gates, 1, p, carry, x, None, ys, res, d_carry, jnp.zeros_like(ys)))
+    step = jax.jit(jax.grad(lambda p, x: jnp.sum(rnn_jax.unroll(cell.step, p, carry, x)[0][0])))
+
+    print(f"jax {jax.__version__}  cores usable {len(os.sched_getaffinity(0))}  "
+          f"LSTM {args.shape} (B, T, I, H) = {(B, T, I, H)}")
+    fwd = median_ms(forward, params, xs, reps=args.reps)
+    rows = [("forward", fwd), ("forward+residuals", median_ms(with_res, params, xs, reps=args.reps)),
+            ("backward", median_ms(backward, params, xs, ys, res, reps=args.reps)),
+            ("step", median_ms(step, params, xs, reps=args.reps))]
+    for name, ms in rows:
+        print(f"  {name:<20}{ms:9.2f} ms")
+    print(f"  forward matmuls: {2 * B * T * (I + H) * 4 * H / (fwd / 1e3) / 1e9:.0f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()

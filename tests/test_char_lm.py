@@ -19,8 +19,7 @@ def tiny_config(cell="rnn", **over):
     c.embed_size = 4
     c.num_layers = 2
     c.dropout = 0.0
-    for k, v in over.items():
-        c[k] = v
+    c.update_from_flattened_dict(over)
     return c
 
 

@@ -169,11 +169,8 @@ def test_incompatible_checkpoint_is_refused_and_left_alone(reference, tmp_path, 
 
     before = snapshot()
     config = tiny_config()
-    node, *path = config, *field.split(".")
-    for p in path[:-1]:
-        node = node[p]
-    old = node[path[-1]]
-    node[path[-1]] = value
+    old = config[field]
+    config.update_from_flattened_dict({field: value})
     with pytest.raises(IncompatibleCheckpointError) as e:
         loop.train_and_evaluate(config, workdir)
     msg = str(e.value)
@@ -212,10 +209,7 @@ def test_experiment_entry_point(reference, tmp_path, monkeypatch):
                   "optimizer.learning_rate", "optimizer.clip_norm", "optimizer.schedule",
                   "optimizer.warmup_steps", "optimizer.decay_steps", "eval_every",
                   "checkpoint_every", "log_every"):
-        node = c
-        for p in field.split("."):
-            node = node[p]
-        args.append(f"--config.{field}={node}")
+        args.append(f"--config.{field}={c[field]}")
     monkeypatch.setattr(sys, "argv", args)  # config_flags reads overrides from sys.argv
     flags.FLAGS.unparse_flags()
     flags.FLAGS(args)

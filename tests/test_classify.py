@@ -42,8 +42,7 @@ def small_config(**over):
     c.hidden_size = 6
     c.attention_size = 5
     c.embed_size = 4
-    for k, v in over.items():
-        c[k] = v
+    c.update_from_flattened_dict(over)
     return c
 
 

@@ -21,8 +21,7 @@ def tiny_config(**over):
     c.hidden_size = 4
     c.decoder_size = 5
     c.attention_size = 3
-    for k, v in over.items():
-        c[k] = v
+    c.update_from_flattened_dict(over)
     return c
 
 
@@ -316,8 +315,7 @@ def experiment_config(**over):
     c.task.max_digits = 1
     c.task.test_fraction = 0.2
     c.task.num_test = 12
-    for k, v in over.items():
-        c[k] = v
+    c.update_from_flattened_dict(over)
     return c
 
 

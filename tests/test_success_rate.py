@@ -57,11 +57,7 @@ def test_eval_chunk_divides_eval_size():
 
 def _bad(field, value):
     c = sr_configs.get_config("tiny")
-    if "." in field:
-        outer, inner = field.split(".")
-        c[outer][inner] = value
-    else:
-        c[field] = value
+    c.update_from_flattened_dict({field: value})
     return c
 
 

@@ -25,12 +25,7 @@ def tiny_config(**overrides):
     c.num_steps = 4
     c.optimizer.name = "sgd"
     c.optimizer.learning_rate = 0.1
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
+    c.update_from_flattened_dict(overrides)  # dotted names reach nested fields
     return c
 
 

@@ -84,9 +84,7 @@ def _field_error(field, allowed, got):
 
 def check_int(config, field, minimum=1):
     """Raise a ValueError naming ``config.<field>`` (dotted) unless it is an int >= minimum."""
-    value = config
-    for part in field.split("."):
-        value = value[part]
+    value = config[field]  # ConfigDict resolves dotted names
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise _field_error(field, f"an int >= {minimum}", value)
 
@@ -113,9 +111,7 @@ def check_experiment(config, defaults, experiment: str, source: str) -> None:
 
 
 def _nonneg_float(config, field, strictly=False):
-    value = config
-    for part in field.split("."):
-        value = value[part]
+    value = config[field]
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (strictly and value == 0):
         raise _field_error(field, "a finite number " + ("> 0" if strictly else ">= 0"), value)

@@ -185,7 +185,8 @@ def make_torch(cell: str, shape, seed=0):
 
 
 def _torch_worker(cell: str, name: str, reps: int) -> None:
-    """Worker process: time ``reps`` PyTorch steps and print them as one JSON line."""
+    """Worker process: time ``reps`` PyTorch steps and print them, with torch's versions and
+    thread settings, as one JSON line."""
     try:
         import torch
     except ImportError:
@@ -195,21 +196,22 @@ def _torch_worker(cell: str, name: str, reps: int) -> None:
     torch.set_flush_denormal(True)
     if THREADS:
         torch.set_num_threads(THREADS)
-    step = make_torch(cell, SHAPES[name])
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
-    for _ in range(2):  # oneDNN settles its primitives over the first calls
-        step()
-    times = []
-    for _ in range(reps):
+    out = {"version": torch.__version__, "threads": torch.get_num_threads(),
+           "interop": torch.get_num_interop_threads(),
+           "mkldnn": torch.backends.mkldnn.is_available()}
+    if reps > 0:  # reps = 0: report the environment only
+        step = make_torch(cell, SHAPES[name])
         t0 = time.perf_counter()
         step()
-        times.append(1e3 * (time.perf_counter() - t0))
-    print(json.dumps({"times": times, "first_s": first, "version": torch.__version__,
-                      "threads": torch.get_num_threads(),
-                      "interop": torch.get_num_interop_threads(),
-                      "mkldnn": torch.backends.mkldnn.is_available()}))
+        out["first_s"] = time.perf_counter() - t0
+        for _ in range(2):  # oneDNN settles its primitives over the first calls
+            step()
+        out["times"] = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            step()
+            out["times"].append(1e3 * (time.perf_counter() - t0))
+    print(json.dumps(out))
 
 
 def _torch_times(cell: str, name: str, reps: int) -> dict | None:
@@ -253,7 +255,7 @@ def print_env(impls):
         print(f"flax {flax.__version__}")
     except ImportError:
         print("flax: not installed")
-    info = _torch_times("rnn", "s4", 1) if "torch" in impls else None
+    info = _torch_times("rnn", "s4", 0) if "torch" in impls else None
     if info is not None:
         print(f"torch {info['version']}  threads {info['threads']}  interop {info['interop']}  "
               f"flush_denormal on  mkldnn {info['mkldnn']}  (timed in a separate process)")

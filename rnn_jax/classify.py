@@ -166,10 +166,6 @@ def make_classifier(config, input_spec: tuple[str, int], num_classes: int) -> Cl
     return Classifier(init, apply, C)
 
 
-def num_params(params) -> int:
-    return int(sum(np.prod(a.shape) for a in jax.tree_util.tree_leaves(params)))
-
-
 # ----------------------------------------------------------------------------- data
 
 class Dataset(NamedTuple):
@@ -383,7 +379,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     per_class = (np.diag(cm) / np.maximum(cm.sum(axis=1), 1)).tolist()
     result = {"step": config.num_steps, "metric_name": METRIC, **ev,
               "confusion_matrix": cm.tolist(), "classes": data.classes,
-              "per_class_accuracy": per_class, "num_params": num_params(state.params),
+              "per_class_accuracy": per_class, "num_params": models.num_params(state.params),
               "num_train": int(n_train), "num_test": int(labels.shape[0]),
               "wall_s_this_run": round(wall, 1), "cell": config.cell, **data.info}
     write_json(os.path.join(workdir, "eval.json"), result)

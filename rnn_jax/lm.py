@@ -179,7 +179,7 @@ def make_lm(config, vocab_size: int) -> LM:
 def num_params(config, vocab_size: int) -> int:
     """Number of trainable parameters (computed from shapes; nothing is allocated)."""
     shapes = jax.eval_shape(make_lm(config, vocab_size).init, jax.random.PRNGKey(0))
-    return int(sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(shapes)))
+    return models.num_params(shapes)
 
 
 def cross_entropy(logits, targets):

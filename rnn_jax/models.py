@@ -16,6 +16,7 @@ Parameters are ``{"cell": cell_params, "readout": {"w": [H, out], "b": [out]}}``
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -29,6 +30,11 @@ from rnn_jax.ops import unroll
 from rnn_jax.tasks.base import Task
 
 CELLS = {"rnn": cells_lib.rnn, "lstm": cells_lib.lstm, "gru": cells_lib.gru}
+
+
+def num_params(tree) -> int:
+    """Number of scalars in a parameter pytree (arrays or ``jax.ShapeDtypeStruct``s)."""
+    return int(sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(tree)))
 
 
 class Model(NamedTuple):

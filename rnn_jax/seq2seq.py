@@ -36,10 +36,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from rnn_jax import cells, training
+from rnn_jax import cells, models, training
 from rnn_jax.data import seq2seq_tasks as tasks_lib
 from rnn_jax.seq2seq_model import (DecodeResult, Seq2Seq, beam_search, greedy_decode, make_model,
-                                   num_params, sequence_loss)
+                                   sequence_loss)
 from rnn_jax.train import config as config_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
@@ -313,7 +313,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
               "length_penalty": config.length_penalty,
               "first_step_exact_match_1": first["step"] if first else None,
               "elapsed_s_at_first_1": first["elapsed_s"] if first else None,
-              "num_params": num_params(params), "num_test": len(test_pairs),
+              "num_params": models.num_params(params), "num_test": len(test_pairs),
               "test_fraction": task.test_fraction, "num_mistakes": len(mistakes),
               "mistakes": mistakes[:20], "wall_s_this_run": round(wall, 1),
               "wall_s_with_final_decoding": round(time.perf_counter() - t_start, 1),

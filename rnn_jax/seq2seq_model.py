@@ -46,7 +46,6 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rnn_jax import attention as attn_lib
 from rnn_jax import cells, ops
@@ -158,10 +157,6 @@ def make_model(config, source_vocab_size: int, target_vocab_size: int) -> Seq2Se
         return jnp.swapaxes(logits, 0, 1), jnp.swapaxes(weights, 0, 1)
 
     return Seq2Seq(init, encode, step, apply, Vs, V, use_attention)
-
-
-def num_params(params) -> int:
-    return int(sum(np.prod(a.shape) for a in jax.tree_util.tree_leaves(params)))
 
 
 def log_probs(logits):

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from rnn_jax import attention, seq2seq, seq2seq_model
+from rnn_jax import attention, models, seq2seq, seq2seq_model
 from rnn_jax.data import seq2seq_tasks as st
 from rnn_jax.train.checkpointing import IncompatibleCheckpointError
 
@@ -132,8 +132,14 @@ def test_teacher_forcing_matches_numpy_loop(attend):
     np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0 if attend else 0.0, atol=1e-5)
     assert (np.asarray(weights)[1, :, 2:] == 0).all()
-    p = seq2seq_model.num_params(params)
+    p = models.num_params(params)
     assert p == sum(a.size for a in jax.tree_util.tree_leaves(params))
+    # Counted from the module docstring's shapes (E 3, H 4, D 5, A 3, Vs 7, V 6).
+    E, H, D, A, Vs, V = 3, 4, 5, 3, 7, 6
+    lstm = lambda i, h: i * 4 * h + h * 4 * h + 4 * h  # noqa: E731
+    want = (Vs * E + V * E + 2 * lstm(E, H) + (2 * H * D + D) + lstm(E + 2 * H, D)
+            + (D + 2 * H) * V + V + (D * A + 2 * H * A + A + A if attend else 0))
+    assert p == want
 
 
 def test_greedy_equals_beam_of_one():

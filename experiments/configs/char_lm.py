@@ -29,7 +29,8 @@ over 46,400 characters, read in order with the carry passed on):
 With Adam 2e-3 (otherwise the same): gru 1.846, rnn 1.934, lstm 2.326. Uniform
 guessing is log2(104) = 6.70 bpc. At this budget the LSTM is last. With
 --config.num_steps=4000 (~31 epochs): gru 1.652 (3 min 35 s), rnn 1.735 (3 min 39 s),
-lstm 1.770 (5 min 07 s). With --config.num_steps=10000 (~77 epochs, idle machine):
+lstm 1.770 (5 min 07 s). With --config.num_steps=10000 (~77 epochs; 2-core CPU,
+at times shared with short jobs):
 gru 1.632 (9 min 05 s), lstm 1.670 (9 min 50 s), rnn 1.759 (7 min 50 s): given enough
 training the LSTM beats the tanh RNN.
 """

@@ -157,7 +157,7 @@ def make_classifier(config, input_spec: tuple[str, int], num_classes: int) -> Cl
             x = inputs
         B = x.shape[0]
         carry = (cell.initial_carry((B,)), cell.initial_carry((B,)))
-        _, hs = ops.bidirectional(cell.step, cell.step, (params["fw"], params["bw"]), carry, x,
+        _, hs = ops.bidirectional(cell, cell, (params["fw"], params["bw"]), carry, x,
                                   lengths=lengths, time_major=False)
         pooled, weights = attention.pool(params["attention"], hs, lengths)
         logits = pooled @ params["readout"]["w"] + params["readout"]["b"].reshape(1, C)

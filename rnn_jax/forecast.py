@@ -173,7 +173,7 @@ def make_forecaster(cell_name: str, hidden_size: int):
     def apply(params, z):
         n, w = z.shape
         carry0 = cell.initial_carry((n,))
-        final, _ = unroll(cell.step, params["cell"], carry0, z.reshape(n, w, 1),
+        final, _ = unroll(cell, params["cell"], carry0, z.reshape(n, w, 1),
                           time_major=False)
         h = final[0] if isinstance(final, tuple) else final  # LSTM carry is (h, c)
         return (h @ params["readout"]["w"]).reshape(n) + params["readout"]["b"]

@@ -161,7 +161,7 @@ def make_lm(config, vocab_size: int) -> LM:
         if use_dropout:
             k_in, k_mid, k_out = jax.random.split(key, 3)
             x = dropout(x, k_in)
-        carry, ys = ops.stacked([c.step for c in cells], params["layers"], carry, x,
+        carry, ys = ops.stacked(list(cells), params["layers"], carry, x,
                                 dropout_rate=rate if use_dropout else 0.0, key=k_mid,
                                 time_major=False)
         if use_dropout:

@@ -112,7 +112,7 @@ def make_model(config) -> Model:
             raise ValueError(f"batch['inputs'] must have shape [B, T, {task.input_size}], "
                              f"got {tuple(inputs.shape)}")
         carry0 = cell.initial_carry((inputs.shape[0],))
-        final, ys = unroll(cell.step, params["cell"], carry0, inputs, lengths=lengths,
+        final, ys = unroll(cell, params["cell"], carry0, inputs, lengths=lengths,
                            time_major=False)
         w, b = params["readout"]["w"], params["readout"]["b"]
         if task.output_mode == "last":

@@ -72,7 +72,7 @@ class RNN(nn.Module):
         params = self.param("cell", lambda key: self.cell.init(key, _input_size(xs)))
         if initial_carry is None:
             initial_carry = self.cell.initial_carry(_batch_shape(xs, time_major))
-        carry, ys = ops.unroll(self.cell.step, params, initial_carry, xs, lengths=lengths,
+        carry, ys = ops.unroll(self.cell, params, initial_carry, xs, lengths=lengths,
                                reverse=reverse, unroll=self.unroll, time_major=time_major)
         return (carry, ys) if return_carry else ys
 
@@ -102,7 +102,7 @@ class Bidirectional(nn.Module):
         if initial_carry is None:
             batch = _batch_shape(xs, time_major)
             initial_carry = (self.cell_fw.initial_carry(batch), self.cell_bw.initial_carry(batch))
-        carry, ys = ops.bidirectional(self.cell_fw.step, self.cell_bw.step, (p_fw, p_bw),
+        carry, ys = ops.bidirectional(self.cell_fw, self.cell_bw, (p_fw, p_bw),
                                       initial_carry, xs, lengths=lengths, merge=self.merge,
                                       unroll=self.unroll, time_major=time_major)
         return (carry, ys) if return_carry else ys
@@ -148,7 +148,7 @@ class Stacked(nn.Module):
             initial_carry = tuple(c.initial_carry(batch) for c in self.cells)
         rate = 0.0 if deterministic else self.dropout_rate
         key = self.make_rng("dropout") if rate > 0.0 else None
-        carries, ys = ops.stacked([c.step for c in self.cells], params, initial_carry, xs,
+        carries, ys = ops.stacked(list(self.cells), params, initial_carry, xs,
                                   lengths=lengths, dropout_rate=rate, key=key, skip=self.skip,
                                   unroll=self.unroll, time_major=time_major)
         return (carries, ys) if return_carry else ys

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnn_jax.cells.base import Cell
+
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 
 
@@ -130,12 +132,13 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, reverse: bool = False
     if not time_major:
         xs = _swap_time_batch(xs)
     num_steps = _num_steps(xs)
+    fast = step.fast_unroll if (fused and isinstance(step, Cell)) else None
+    cell, step = step, (step.step if isinstance(step, Cell) else step)
     _check_carry(step, params, carry, xs)
-    fast = getattr(step, "fused_unroll", None) if fused else None
 
     if remat is not None and remat is not False:
         from rnn_jax.remat import checkpointed_unroll  # rnn_jax.remat imports this module
-        carry, ys = checkpointed_unroll(step, params, carry, xs,
+        carry, ys = checkpointed_unroll(cell, params, carry, xs,
                                         segment=None if remat is True else remat,
                                         lengths=lengths, reverse=reverse, unroll=unroll,
                                         fused=fused)

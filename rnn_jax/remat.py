@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnn_jax import ops
+from rnn_jax.cells.base import Cell
 
 
 def _leaves_batch_shape(carry):
@@ -55,8 +56,9 @@ def checkpointed_unroll(step, params, carry, xs, *, segment: int | None = None,
     if (not isinstance(segment, (int, np.integer)) or isinstance(segment, bool)
             or segment < 1):
         raise ValueError(f"segment must be a positive int, got {segment!r}")
+    fast = step.fast_unroll if (fused and isinstance(step, Cell)) else None
+    step = step.step if isinstance(step, Cell) else step
     ops._check_carry(step, params, carry, xs)
-    fast = getattr(step, "fused_unroll", None) if fused else None
     if fast is not None and not isinstance(xs, jax.Array | np.ndarray):
         fast = None  # the fast paths take a single input array
 

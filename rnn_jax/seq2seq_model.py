@@ -126,7 +126,7 @@ def make_model(config, source_vocab_size: int, target_vocab_size: int) -> Seq2Se
         x = jnp.take(params["src_embed"], src, axis=0)
         carry = (enc.initial_carry((B,)), enc.initial_carry((B,)))
         ((h_fw, _), (h_bw, _)), hs = ops.bidirectional(
-            enc.step, enc.step, (params["enc_fw"], params["enc_bw"]), carry, x,
+            enc, enc, (params["enc_fw"], params["enc_bw"]), carry, x,
             lengths=src_len, time_major=False)
         summary = jnp.concatenate([h_fw, h_bw], axis=-1)
         keys = attn_lib.project_keys(params["attention"], hs) if use_attention else None

@@ -190,35 +190,34 @@ def test_for_cell_covers_only_supported_variants():
 
 
 # ----------------------------------------------- integration with rnn_jax.unroll
-# These need the hook in rnn_jax.ops.unroll / rnn_jax.cells (step.fused_unroll,
-# unroll(..., fused=, remat=)).
+# The fast path is the Cell's fast_unroll field; unroll(cell, ...) uses it.
 
 def test_unroll_takes_the_fast_path_by_default_and_the_plain_one_on_request():
     cell, _, params, carry, xs = _setup("lstm")
-    assert cell.step.fused_unroll is not None
-    assert cells.lstm(H, peephole=True).step.fused_unroll is None
+    assert cell.fast_unroll is not None
+    assert cells.lstm(H, peephole=True).fast_unroll is None
     lengths = jnp.asarray(LENGTHS)
 
     def jaxpr_text(**kw):
-        f = lambda p: jnp.sum(rnn_jax.unroll(cell.step, p, carry, xs, lengths=lengths, **kw)[1])
+        f = lambda p: jnp.sum(rnn_jax.unroll(cell, p, carry, xs, lengths=lengths, **kw)[1])
         # Before differentiation the fast path shows up as one custom_vjp call.
         return str(jax.make_jaxpr(f)(params))
 
     assert "custom_vjp" in jaxpr_text()
     assert "custom_vjp" not in jaxpr_text(fused=False)
     run = lambda fused: _value_and_grads(functools.partial(
-        rnn_jax.unroll, cell.step, lengths=lengths, reverse=True, fused=fused))(params, carry, xs)
+        rnn_jax.unroll, cell, lengths=lengths, reverse=True, fused=fused))(params, carry, xs)
     _assert_trees_close(run(True), run(False))
     # Forward mode works on the plain path.
-    ys_dot = jax.jvp(lambda x: rnn_jax.unroll(cell.step, params, carry, x, fused=False)[1],
+    ys_dot = jax.jvp(lambda x: rnn_jax.unroll(cell, params, carry, x, fused=False)[1],
                      (xs,), (jnp.ones_like(xs),))[1]
     assert ys_dot.shape == (T, B, H)
 
 
 def test_unroll_remat_matches_unroll():
     cell, _, params, carry, xs = _setup("gru")
-    base = _value_and_grads(functools.partial(rnn_jax.unroll, cell.step))(params, carry, xs)
-    ckpt = _value_and_grads(functools.partial(rnn_jax.unroll, cell.step, remat=4))(params, carry, xs)
+    base = _value_and_grads(functools.partial(rnn_jax.unroll, cell))(params, carry, xs)
+    ckpt = _value_and_grads(functools.partial(rnn_jax.unroll, cell, remat=4))(params, carry, xs)
     _assert_trees_close(ckpt, base)
 
 
@@ -229,7 +228,7 @@ def test_lengths_over_leading_batch_axes_match_the_plain_path():
     lengths = jnp.array([1, T - 1])
     carry = cell.initial_carry((2, 2))
     run = lambda fused_: jax.value_and_grad(
-        lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell.step, p_, c_, x_, lengths=lengths,
+        lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell, p_, c_, x_, lengths=lengths,
                                                            fused=fused_), p, carry, xs))(params)
     _assert_trees_close(run(True), run(False))
 
@@ -237,9 +236,9 @@ def test_lengths_over_leading_batch_axes_match_the_plain_path():
 def test_extra_param_leaves_get_zero_gradients_on_the_fast_path():
     cell, _, params, carry, xs = _setup("lstm")
     params = dict(params, note=jnp.ones((3,)))
-    grads = jax.grad(lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell.step, p_, c_, x_),
+    grads = jax.grad(lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell, p_, c_, x_),
                                      p, carry, xs))(params)
-    ref = jax.grad(lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell.step, p_, c_, x_, fused=False),
+    ref = jax.grad(lambda p: _loss(lambda p_, c_, x_: rnn_jax.unroll(cell, p_, c_, x_, fused=False),
                                    p, carry, xs))(params)
     np.testing.assert_array_equal(grads["note"], np.zeros(3))
     _assert_trees_close(grads, ref)

@@ -1,15 +1,4 @@
-"""Recurrent cells as pure functions.
-
-A :class:`Cell` is a NamedTuple of three pure functions, in the manner of optax's
-``GradientTransformation``::
-
-    params = cell.init(key, input_size)          # pytree of arrays
-    carry = cell.initial_carry(batch_shape=())   # zeros
-    carry, y = cell.step(params, carry, x)       # the body of jax.lax.scan
-
-``step`` is written for one example (``x: [input_size]``); leading batch dimensions
-work too as long as ``x`` and the carry share them (``x: [*batch, input_size]``,
-``carry: [*batch, hidden]``), and ``jax.vmap`` works as usual.
+"""The classic cells: Elman RNN, LSTM (and its variants), GRU, and stacking.
 
 Parameter layout (all cells): ``w_x: [input_size, G*H]``, ``w_h: [H, G*H]``,
 ``b: [G*H]``, where G gate blocks of width H are stacked along the last axis in the
@@ -20,96 +9,14 @@ directly; see BUILD_NOTES.md.
 
 from __future__ import annotations
 
-import operator
-from typing import Any, Callable, NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from rnn_jax import fused
-from rnn_jax.gates import lstm_pointwise
 from rnn_jax import initializers as inits
-
-Params = Any
-Carry = Any
-
-
-class Cell(NamedTuple):
-    """A recurrent cell: pure ``init``, ``initial_carry`` and ``step`` plus metadata.
-
-    Attributes:
-      init: ``(key, input_size) -> params``.
-      initial_carry: ``(batch_shape=()) -> carry`` of zeros.
-      step: ``(params, carry, x) -> (carry, y)``.
-      hidden_size: H, the width of ``y``.
-      gates: names of the stacked gate blocks in ``w_x``/``w_h``/``b``, in order.
-    """
-
-    init: Callable[..., Params]
-    initial_carry: Callable[..., Carry]
-    step: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
-    hidden_size: int
-    gates: tuple[str, ...] = ()
-
-
-_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
-
-
-def _check_size(name: str, value) -> int:
-    # operator.index accepts NumPy integers (e.g. sizes read from an array's shape
-    # arithmetic) but rejects floats; bools are ints to Python but never a size.
-    try:
-        size = operator.index(value)
-    except TypeError:
-        size = None
-    if size is None or isinstance(value, bool) or size < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return size
-
-
-def _check_input(x, params, carry_leaf, hidden_size: int) -> None:
-    """Trace-time shape checks shared by the built-in steps."""
-    if not hasattr(carry_leaf, "shape"):
-        raise TypeError(
-            f"carry must be an array of shape [..., hidden_size={hidden_size}], "
-            f"got {type(carry_leaf).__name__}")
-    input_size = params["w_x"].shape[0]
-    if x.ndim < 1 or x.shape[-1] != input_size:
-        raise ValueError(
-            f"x must have shape [..., input_size={input_size}] (the size given to init), "
-            f"got shape {tuple(x.shape)}")
-    expected = tuple(x.shape[:-1]) + (hidden_size,)
-    if tuple(carry_leaf.shape) != expected:
-        raise ValueError(
-            f"carry must have shape {expected} (x's batch shape + hidden_size), "
-            f"got {tuple(carry_leaf.shape)}")
-
-
-def _bias(b, like):
-    # Explicit reshape instead of implicit rank promotion, so the cells run under
-    # jax_numpy_rank_promotion="raise" with leading batch dimensions.
-    return b.reshape((1,) * (like.ndim - 1) + b.shape)
-
-
-def _split(z, n: int):
-    return jnp.split(z, n, axis=-1)
-
-
-def _dense_init(key, input_size, hidden_size, n_gates, kernel_init, recurrent_init, dtype):
-    """``w_x`` from ``kernel_init`` and ``w_h`` as n_gates independent [H, H] blocks."""
-    k_x, k_h = jax.random.split(key)
-    w_x = kernel_init(k_x, (input_size, n_gates * hidden_size), dtype)
-    blocks = [recurrent_init(k, (hidden_size, hidden_size), dtype)
-              for k in jax.random.split(k_h, n_gates)]
-    return w_x, jnp.concatenate(blocks, axis=-1)
-
-
-def _zeros_carry(hidden_size, dtype, n):
-    def initial_carry(batch_shape=()):
-        z = jnp.zeros(tuple(batch_shape) + (hidden_size,), dtype)
-        return z if n == 1 else tuple(z for _ in range(n))
-    return initial_carry
-
+from rnn_jax.cells.base import (Cell, ACTIVATIONS, bias_like, check_input, check_size,
+                                dense_init, split_gates, zeros_carry)
+from rnn_jax.gates import lstm_pointwise
 
 # ----------------------------------------------------------------------------- RNN
 
@@ -132,26 +39,26 @@ def rnn(hidden_size: int, *, activation: str = "tanh",
 
     Params: ``{"w_x": [I, H], "w_h": [H, H], "b": [H]}``. Carry: ``h: [*batch, H]``.
     """
-    hidden_size = _check_size("hidden_size", hidden_size)
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-    act = _ACTIVATIONS[activation]
+    hidden_size = check_size("hidden_size", hidden_size)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    act = ACTIVATIONS[activation]
     rec_init = inits.recurrent(recurrent_init, recurrent_scale)
 
     def init(key, input_size):
-        input_size = _check_size("input_size", input_size)
-        w_x, w_h = _dense_init(key, input_size, hidden_size, 1, kernel_init, rec_init, dtype)
+        input_size = check_size("input_size", input_size)
+        w_x, w_h = dense_init(key, input_size, hidden_size, 1, kernel_init, rec_init, dtype)
         return {"w_x": w_x, "w_h": w_h, "b": jnp.zeros((hidden_size,), dtype)}
 
     def step(params, h, x):
-        _check_input(x, params, h, hidden_size)
+        check_input(x, params, h, hidden_size)
         z = x @ params["w_x"] + h @ params["w_h"]
-        h = act(z + _bias(params["b"], z))
+        h = act(z + bias_like(params["b"], z))
         return h, h
 
     # unroll runs this whole-sequence custom VJP instead of autodiff through the scan.
-    step.fused_unroll = fused.for_cell("rnn", activation=activation)
-    return Cell(init, _zeros_carry(hidden_size, dtype, 1), step, hidden_size, ("h",))
+    return Cell(init, zeros_carry(hidden_size, dtype, 1), step, hidden_size, ("h",),
+                fast_unroll=fused.for_cell("rnn", activation=activation))
 
 
 # ---------------------------------------------------------------------------- LSTM
@@ -190,7 +97,7 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
     ``w_h: [H, G*H]``, ``b: [G*H]`` and, with peepholes, ``p_i``/``p_f``/``p_o: [H]``
     (only those of gates that exist). Carry: ``(h, c)``, each ``[*batch, H]``.
     """
-    hidden_size = _check_size("hidden_size", hidden_size)
+    hidden_size = check_size("hidden_size", hidden_size)
     if not forget_gate and coupled:
         raise ValueError("coupled=True (CIFG) derives the input gate from the forget gate, "
                          "so it needs forget_gate=True")
@@ -206,9 +113,9 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
     H = hidden_size
 
     def init(key, input_size):
-        input_size = _check_size("input_size", input_size)
+        input_size = check_size("input_size", input_size)
         k_w, k_b = jax.random.split(key)
-        w_x, w_h = _dense_init(k_w, input_size, H, n, kernel_init, recurrent_init, dtype)
+        w_x, w_h = dense_init(k_w, input_size, H, n, kernel_init, recurrent_init, dtype)
         b = {g: jnp.zeros((H,), dtype) for g in gates}
         if forget_gate:
             b["f"] = jnp.full((H,), forget_bias, dtype)
@@ -224,23 +131,32 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
                     params["p_" + g] = jnp.zeros((H,), dtype)
         return params
 
-    def step(params, carry, x):
+    def pointwise(params, carry, x):
         if not (isinstance(carry, (tuple, list)) and len(carry) == 2):
             raise TypeError(f"LSTM carry must be a pair (h, c) of [..., {H}] arrays, "
                             f"got {type(carry).__name__}")
         h, c = carry
-        _check_input(x, params, h, H)
+        check_input(x, params, h, H)
         if c.shape != h.shape:
             raise ValueError(f"carry (h, c) must have equal shapes, got h {h.shape} and c {c.shape}")
         z = x @ params["w_x"] + h @ params["w_h"]
-        z = dict(zip(gates, _split(z + _bias(params["b"], z), n)))
+        z = dict(zip(gates, split_gates(z + bias_like(params["b"], z), n)))
         peep = {g: params["p_" + g] for g in "ifo" if "p_" + g in params}
-        act = lstm_pointwise(z, c, peep)
+        return lstm_pointwise(z, c, peep)
+
+    def step(params, carry, x):
+        act = pointwise(params, carry, x)
         return (act.h, act.c), act.h
 
+    def retention(params, carry, x):
+        # d c_t / d c_{t-1} along the carousel is f_t (1 without a forget gate).
+        act = pointwise(params, carry, x)
+        return jnp.ones_like(act.c) if act.f is None else act.f
+
     # None with peepholes: unroll then keeps the plain scan.
-    step.fused_unroll = fused.for_cell("lstm", gates=gates, peephole=peephole)
-    return Cell(init, _zeros_carry(H, dtype, 2), step, H, gates)
+    return Cell(init, zeros_carry(H, dtype, 2), step, H, gates,
+                fast_unroll=fused.for_cell("lstm", gates=gates, peephole=peephole),
+                retention=retention)
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -263,39 +179,48 @@ def gru(hidden_size: int, *, reset_after: bool = False,
     Gate blocks, in order: ``("r", "z", "n")``. Params: ``w_x: [I, 3H]``,
     ``w_h: [H, 3H]``, ``b: [3H]`` (+ ``b_hn: [H]`` when ``reset_after``). Carry: ``h``.
     """
-    hidden_size = _check_size("hidden_size", hidden_size)
+    hidden_size = check_size("hidden_size", hidden_size)
     H = hidden_size
 
     def init(key, input_size):
-        input_size = _check_size("input_size", input_size)
-        w_x, w_h = _dense_init(key, input_size, H, 3, kernel_init, recurrent_init, dtype)
+        input_size = check_size("input_size", input_size)
+        w_x, w_h = dense_init(key, input_size, H, 3, kernel_init, recurrent_init, dtype)
         params = {"w_x": w_x, "w_h": w_h, "b": jnp.zeros((3 * H,), dtype)}
         if reset_after:
             params["b_hn"] = jnp.zeros((H,), dtype)
         return params
 
-    def step(params, h, x):
-        _check_input(x, params, h, H)
+    def gates_of(params, h, x):
+        check_input(x, params, h, H)
         zx = x @ params["w_x"]
-        zx = zx + _bias(params["b"], zx)
-        x_r, x_z, x_n = _split(zx, 3)
+        zx = zx + bias_like(params["b"], zx)
+        x_r, x_z, x_n = split_gates(zx, 3)
         if reset_after:
             zh = h @ params["w_h"]
-            h_r, h_z, h_n = _split(zh, 3)
+            h_r, h_z, h_n = split_gates(zh, 3)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + r * (h_n + _bias(params["b_hn"], h_n)))
+            n = jnp.tanh(x_n + r * (h_n + bias_like(params["b_hn"], h_n)))
         else:
             w_rz, w_n = params["w_h"][:, :2 * H], params["w_h"][:, 2 * H:]
-            h_r, h_z = _split(h @ w_rz, 2)
+            h_r, h_z = split_gates(h @ w_rz, 2)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
             n = jnp.tanh(x_n + (r * h) @ w_n)
+        return z, n
+
+    def step(params, h, x):
+        z, n = gates_of(params, h, x)
         h = z * h + (1.0 - z) * n
         return h, h
 
-    step.fused_unroll = fused.for_cell("gru", reset_after=reset_after)
-    return Cell(init, _zeros_carry(H, dtype, 1), step, H, ("r", "z", "n"))
+    def retention(params, h, x):
+        # h_t = z_t h_{t-1} + (1 - z_t) n_t: the update gate keeps a fraction z_t.
+        return gates_of(params, h, x)[0]
+
+    return Cell(init, zeros_carry(H, dtype, 1), step, H, ("r", "z", "n"),
+                fast_unroll=fused.for_cell("gru", reset_after=reset_after),
+                retention=retention)
 
 
 # ------------------------------------------------------------------------ stacking

@@ -16,8 +16,6 @@ cell, never attributes of ``step``: a bare step function, wrapped or not, always
 as the plain ``jax.lax.scan`` over exactly that function.
 """
 
-from __future__ import annotations
-
 import operator
 from typing import Any, Callable, NamedTuple, Optional
 

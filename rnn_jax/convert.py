@@ -25,7 +25,8 @@ How the other libraries map onto it:
   ``hn`` kernel with bias: the reset-after GRU again, ``b_hn = hn.bias``.
 - flax.linen ``SimpleCell``: ``i`` (kernel, bias) and ``h`` (kernel).
 
-Projection LSTMs (``proj_size > 0``) are refused: rnn_jax has no LSTMP cell yet.
+- ``torch.nn.LSTM(..., proj_size=P)``: ``weight_hr_l{k}: [P, H]`` becomes ``w_r: [H, P]``
+  of ``cells.lstmp(H, P)``, whose ``w_h`` is ``[P, 4H]``.
 """
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ def from_torch(state_dict: Mapping[str, Any], cell: str, *, num_layers: int = 1,
     """
     gates = _check_kind(cell)
     keys = set(state_dict)
-    if any(k.startswith("weight_hr") for k in keys):
-        raise ValueError("state_dict holds weight_hr_* (an LSTM with proj_size > 0); "
-                         "rnn_jax has no projection LSTM cell yet")
+    if cell != "lstm" and any(k.startswith("weight_hr") for k in keys):
+        raise ValueError(f"state_dict holds weight_hr_* (proj_size > 0), which only an LSTM "
+                         f"has, but cell={cell!r}")
     layers = []
     for layer, suffixes in _torch_suffixes(num_layers, bidirectional):
         directions = []
@@ -96,11 +97,15 @@ def from_torch(state_dict: Mapping[str, Any], cell: str, *, num_layers: int = 1,
                                  f"{num_layers}, bidirectional={bidirectional}); it has {sorted(keys)}")
             w_ih, w_hh = _numpy(state_dict[needed[0]]), _numpy(state_dict[needed[1]])
             n = len(gates)
-            hidden = w_hh.shape[1]
-            if w_hh.shape != (n * hidden, hidden) or w_ih.shape[0] != n * hidden:
+            w_hr = state_dict.get(f"weight_hr{sfx}")
+            hidden = w_hh.shape[0] // n
+            recurrent = hidden if w_hr is None else _numpy(w_hr).shape[0]
+            if (w_hh.shape != (n * hidden, recurrent) or w_ih.shape[0] != n * hidden
+                    or (w_hr is not None and _numpy(w_hr).shape != (recurrent, hidden))):
                 raise ValueError(
-                    f"weight_hh{sfx} must be [{n}*H, H] and weight_ih{sfx} [{n}*H, I] for "
-                    f"cell={cell!r}; got {w_hh.shape} and {w_ih.shape}")
+                    f"weight_hh{sfx} must be [{n}*H, H] ([{n}*H, P] with weight_hr{sfx}: [P, H]) "
+                    f"and weight_ih{sfx} [{n}*H, I] for cell={cell!r}; got {w_hh.shape} and "
+                    f"{w_ih.shape}")
             zeros = np.zeros((n * hidden,), w_hh.dtype)
             b_ih = _numpy(state_dict.get(f"bias_ih{sfx}", zeros))
             b_hh = _numpy(state_dict.get(f"bias_hh{sfx}", zeros))
@@ -112,10 +117,13 @@ def from_torch(state_dict: Mapping[str, Any], cell: str, *, num_layers: int = 1,
                 params["b_hn"] = jnp.asarray(b_hh[2 * hidden:])
             else:
                 params["b"] = jnp.asarray(b_ih + b_hh)
+            if w_hr is not None:
+                params["w_r"] = jnp.asarray(_numpy(w_hr).T)
             directions.append(params)
         layers.append(tuple(directions) if bidirectional else directions[0])
     extra = keys - {f"{w}{s}" for _, sfxs in _torch_suffixes(num_layers, bidirectional)
-                    for s in sfxs for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+                    for s in sfxs for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
+                                            "weight_hr")}
     if extra:
         raise ValueError(f"state_dict has entries {sorted(extra)} that num_layers={num_layers}, "
                          f"bidirectional={bidirectional} does not account for")
@@ -138,11 +146,15 @@ def to_torch(layers, cell: str, *, bidirectional: bool = False) -> dict[str, np.
             raise ValueError(f"layer {layer} must be a pair (forward, backward) when bidirectional")
         for sfx, params in zip(suffixes, directions):
             w_x, w_h, b = (_numpy(params[k]) for k in ("w_x", "w_h", "b"))
-            hidden = w_h.shape[0]
-            if w_h.shape != (hidden, len(gates) * hidden):
-                raise ValueError(f"w_h must be [H, {len(gates)}*H] for cell={cell!r}, got {w_h.shape}")
+            hidden = w_h.shape[1] // len(gates)
+            recurrent = hidden if "w_r" not in params else _numpy(params["w_r"]).shape[1]
+            if w_h.shape != (recurrent, len(gates) * hidden):
+                raise ValueError(f"w_h must be [H, {len(gates)}*H] ([P, {len(gates)}*H] with w_r) "
+                                 f"for cell={cell!r}, got {w_h.shape}")
             out[f"weight_ih{sfx}"] = np.ascontiguousarray(w_x.T)
             out[f"weight_hh{sfx}"] = np.ascontiguousarray(w_h.T)
+            if "w_r" in params:
+                out[f"weight_hr{sfx}"] = np.ascontiguousarray(_numpy(params["w_r"]).T)
             out[f"bias_ih{sfx}"] = b.copy()
             b_hh = np.zeros_like(b)
             if cell == "gru":

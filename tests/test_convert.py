@@ -26,9 +26,10 @@ def _torch_layer_reference(cell, sd, sfx, xs, h0, c0, reverse=False):
     """One direction of one layer, from PyTorch's documented equations, in float64."""
     w_ih, w_hh = sd[f"weight_ih{sfx}"], sd[f"weight_hh{sfx}"]
     b_ih, b_hh = sd[f"bias_ih{sfx}"], sd[f"bias_hh{sfx}"]
-    h, c = h0.copy(), c0.copy()
+    out = sd[f"weight_hh{sfx}"].shape[1]
+    h, c = h0[..., :out].copy(), c0.copy()
     order = range(len(xs) - 1, -1, -1) if reverse else range(len(xs))
-    ys = np.zeros(xs.shape[:-1] + (H,))
+    ys = np.zeros(xs.shape[:-1] + (out,))
     for t in order:
         gi = xs[t] @ w_ih.T + b_ih
         gh = h @ w_hh.T + b_hh
@@ -36,6 +37,8 @@ def _torch_layer_reference(cell, sd, sfx, xs, h0, c0, reverse=False):
             i, f, g, o = np.split(gi + gh, 4, axis=-1)
             c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
             h = _sigmoid(o) * np.tanh(c)
+            if f"weight_hr{sfx}" in sd:  # proj_size > 0: h_t = W_hr (o_t * tanh(c_t))
+                h = h @ sd[f"weight_hr{sfx}"].T
         elif cell == "gru":
             i_r, i_z, i_n = np.split(gi, 3, axis=-1)
             h_r, h_z, h_n = np.split(gh, 3, axis=-1)
@@ -59,26 +62,31 @@ def _torch_reference(cell, sd, xs, num_layers, bidirectional):
     return xs
 
 
-def _random_state_dict(cell, num_layers, bidirectional, seed=0):
+def _random_state_dict(cell, num_layers, bidirectional, seed=0, proj=0):
     rng = np.random.default_rng(seed)
     n, sd = GATES[cell], {}
+    out = proj or H
     for layer in range(num_layers):
-        in_size = I if layer == 0 else H * (2 if bidirectional else 1)
+        in_size = I if layer == 0 else out * (2 if bidirectional else 1)
         for sfx in [f"_l{layer}"] + ([f"_l{layer}_reverse"] if bidirectional else []):
             sd[f"weight_ih{sfx}"] = 0.5 * rng.standard_normal((n * H, in_size))
-            sd[f"weight_hh{sfx}"] = 0.5 * rng.standard_normal((n * H, H))
+            sd[f"weight_hh{sfx}"] = 0.5 * rng.standard_normal((n * H, out))
+            if proj:
+                sd[f"weight_hr{sfx}"] = 0.5 * rng.standard_normal((proj, H))
             sd[f"bias_ih{sfx}"] = 0.5 * rng.standard_normal(n * H)
             sd[f"bias_hh{sfx}"] = 0.5 * rng.standard_normal(n * H)
     return sd
 
 
-def _our_cell(cell, dtype=jnp.float64):
+def _our_cell(cell, dtype=jnp.float64, proj=0):
+    if proj:
+        return cells.lstmp(H, proj, dtype=dtype)
     return {"lstm": cells.lstm(H, dtype=dtype), "gru": cells.gru(H, reset_after=True, dtype=dtype),
             "rnn": cells.rnn(H, dtype=dtype)}[cell]
 
 
-def _run_ours(cell, layers, xs, bidirectional):
-    c = _our_cell(cell)
+def _run_ours(cell, layers, xs, bidirectional, proj=0):
+    c = _our_cell(cell, proj=proj)
     carry = c.initial_carry((xs.shape[1],))
     for params in layers:
         if bidirectional:
@@ -99,6 +107,24 @@ def test_from_torch_matches_torch_equations(cell, num_layers, bidirectional):
         got = _run_ours(cell, layers, jnp.asarray(xs), bidirectional)
     # float64 on both sides; only the summation order differs.
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_lstm_proj_size_matches_torch_equations():
+    sd = _random_state_dict("lstm", 2, True, proj=2)
+    xs = np.random.default_rng(1).standard_normal((T, B, I))
+    want = _torch_reference("lstm", sd, xs, 2, True)
+    assert want.shape == (T, B, 4)
+    with jax.enable_x64(True):
+        layers = convert.from_torch(sd, "lstm", num_layers=2, bidirectional=True)
+        got = _run_ours("lstm", layers, jnp.asarray(xs), True, proj=2)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    back = convert.to_torch(layers, "lstm", bidirectional=True)
+    assert set(back) == set(sd)
+    for k in sd:
+        if k.startswith("weight"):
+            np.testing.assert_array_equal(back[k], sd[k])
+        elif k.startswith("bias_ih"):  # the two biases merge into bias_ih
+            np.testing.assert_allclose(back[k], sd[k] + sd[k.replace("_ih", "_hh")], rtol=1e-15)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -167,8 +193,8 @@ def test_errors_name_the_problem():
     sd = _random_state_dict("lstm", 1, False)
     with pytest.raises(ValueError, match="cell must be one of"):
         convert.from_torch(sd, "transformer")
-    with pytest.raises(ValueError, match="proj_size"):
-        convert.from_torch(dict(sd, weight_hr_l0=np.zeros((2, H))), "lstm")
+    with pytest.raises(ValueError, match="only an LSTM has"):
+        convert.from_torch(dict(_random_state_dict("gru", 1, False), weight_hr_l0=np.zeros((2, H))), "gru")
     with pytest.raises(ValueError, match=r"lacks \['weight_ih_l1'"):
         convert.from_torch(sd, "lstm", num_layers=2)
     with pytest.raises(ValueError, match="does not account for"):

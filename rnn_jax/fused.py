@@ -21,10 +21,21 @@ forward-mode AD (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``'s inner jvp); for 
 use the plain path (``rnn_jax.unroll(..., fused=False)``).
 
 Every ``*_unroll`` function here has the signature ``(params, carry, xs, *,
-lengths=None, reverse=False, unroll=1, <cell options>) -> (carry, ys)`` with the
-semantics of ``rnn_jax.unroll``: time-major ``xs: [T, *batch, I]``, carry leaves
-``[*batch, H]``, ``ys: [T, *batch, H]``; ``lengths`` (integers with the batch shape)
-must already be validated and clipped to ``[0, T]``, as ``rnn_jax.unroll`` does.
+lengths=None, resets=None, reverse=False, unroll=1, return_carries=False,
+reset_carry=None, <cell options>) -> (carry, ys[, carries])`` with the semantics of
+``rnn_jax.unroll``: time-major ``xs: [T, *batch, I]``, carry leaves ``[*batch, H]``,
+``ys: [T, *batch, H]``; ``lengths`` (integers with the batch shape) and ``resets``
+(bool ``[T, *batch]``) must already be validated, as ``rnn_jax.unroll`` does.
+``reset_carry`` (default ``carry``) is what a reset returns to; ``rnn_jax.remat`` uses
+it for segments after the first.
+
+Padding: the padded inputs are replaced by zeros before the scan and every masked
+quantity is chosen with ``where``, so NaN or Inf in the padding never reaches a value
+or a gradient. Resets: the forward scan swaps in the reset carry; the backward scan
+sends the gradient at a reset step to the reset carry, not to the previous step.
+Under ``jax.vmap`` over examples the whole sequence runs as one merged batch
+(``jax.custom_batching.custom_vmap``), so a per-example call vmapped costs what the
+batched call costs.
 Nothing here is specific to a backend: the same code runs on CPU, GPU and TPU.
 """
 
@@ -36,8 +47,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from rnn_jax import _scan
 from rnn_jax.gates import lstm_pointwise
-from rnn_jax.ops import _reverse_valid
 
 LSTM_GATES = (("i", "f", "g", "o"), ("i", "g", "o"), ("f", "g", "o"))
 
@@ -54,140 +65,279 @@ def _mm_tn(a, b):
 
 
 def _blend(m, new, old):
-    """``new`` where the step is valid (``m == 1``), else ``old``; ``m: [B, 1]`` in {0, 1}."""
+    """``new`` where the step is valid (``m``: bool ``[B, 1]``), else ``old``."""
     # where, not m*new + (1-m)*old: an inf produced at a padded step must not become NaN.
-    return new if m is None else jnp.where(m > 0, new, old)
+    return new if m is None else jnp.where(m, new, old)
 
 
-def _h_prev(h0, ys):
-    """``[h_0, h_1, ..., h_{T-1}]``. With ``lengths`` the valid steps are a prefix, so
-    at every valid step ``t >= 1`` the output ``y_{t-1}`` is the carried state; at
-    padded steps ``dZ = 0`` and the value is irrelevant."""
+def _zero_padded(m, a):
+    return a if m is None else jnp.where(m, a, jnp.zeros_like(a))
+
+
+def _h_prev(h0, ys, init_h=None, resets=None):
+    """``[h_0, h_1, ..., h_{T-1}]``, the state each step reads. With ``lengths`` the
+    valid steps are a prefix, so at every valid step ``t >= 1`` the output ``y_{t-1}`` is
+    the carried state; at padded steps ``dZ = 0`` and the value is irrelevant. After a
+    reset the step reads ``init_h`` instead."""
     # The slice keeps T = 0 valid.
-    return jnp.concatenate([h0[None], ys[:-1]], axis=0)[:ys.shape[0]]
+    hp = jnp.concatenate([h0[None], ys[:-1]], axis=0)[:ys.shape[0]]
+    return hp if resets is None else jnp.where(resets, init_h[None], hp)
 
 
-def _input_grads(xs, w_x, dzx):
-    """``(dW_x, db, dxs)`` from the input pre-activation gradients ``dzx: [T, B, G*H]``."""
-    return _mm_tn(xs, dzx), jnp.sum(_rows(dzx), axis=0), (_rows(dzx) @ w_x.T).reshape(xs.shape)
+def _dxs(w_x, dzx):
+    """Input gradient ``dZ @ W_x^T`` for every row at once."""
+    return (_rows(dzx) @ w_x.T).reshape(dzx.shape[:-1] + (w_x.shape[0],))
 
 
-def _run(kind, cfg, unroll, params, carry, xs, lengths, reverse):
-    """Flatten the batch, apply ``reverse``/``lengths``, and call the custom-VJP core."""
+def _forward_scan(body, carry, init, seq, mask, resets, unroll):
+    """Scan ``body(carry, seq_t, m_t) -> (carry, out_t)`` with resets applied first:
+    where ``resets[t]`` the carry returns to ``init`` before step t."""
+    def wrapped(c, inp):
+        s, m, r = inp
+        if r is not None:
+            c = jax.tree_util.tree_map(lambda i, v: jnp.where(r, i, v), init, c)
+        return body(c, s, m)
+    return jax.lax.scan(wrapped, carry, (seq, mask, resets), unroll=unroll)
+
+
+def _backward_scan(body, dcarry, seq, mask, resets, unroll):
+    """Reverse scan of ``body(d, seq_t, m_t) -> (d_prev, out_t)``; at a reset step the
+    gradient ``d_prev`` goes to the reset carry's accumulator instead of to step t-1
+    (nothing flows across a reset). Returns ``(d_carry0, d_init or None, outs)``."""
+    def wrapped(state, inp):
+        d, acc = state
+        s, m, r = inp
+        d_prev, out = body(d, s, m)
+        if r is not None:
+            acc = jax.tree_util.tree_map(lambda a, g: a + jnp.where(r, g, 0), acc, d_prev)
+            d_prev = jax.tree_util.tree_map(lambda g: jnp.where(r, jnp.zeros_like(g), g), d_prev)
+        return (d_prev, acc), out
+    acc0 = None if resets is None else jax.tree_util.tree_map(jnp.zeros_like, dcarry)
+    (d0, acc), outs = jax.lax.scan(wrapped, (dcarry, acc0), (seq, mask, resets), reverse=True,
+                                   unroll=unroll)
+    return d0, acc, outs
+
+
+def _run(kind, cfg, unroll, params, carry, xs, lengths, resets, reverse, return_carries,
+         reset_carry):
+    """Flatten the batch, apply ``reverse``/``lengths``/``resets``, call the custom-VJP core."""
     T = xs.shape[0]
     batch = tuple(xs.shape[1:-1])
     B = math.prod(batch)
-    leaves, treedef = jax.tree_util.tree_flatten(carry)
-    carry2 = treedef.unflatten([l.reshape((B, l.shape[-1])) for l in leaves])
+
+    def flat_carry(tree):
+        return jax.tree_util.tree_map(lambda l: l.reshape((B, l.shape[-1])), tree)
+
+    def per_step(a):
+        # lengths/resets may cover only the leading batch axes (see ops.unroll): align
+        # them on the left before broadcasting, as the plain path does.
+        a = a.reshape(a.shape + (1,) * (1 + len(batch) - a.ndim))
+        return jnp.broadcast_to(a, (T,) + batch).reshape((T, B, 1))
+
+    carry2 = flat_carry(carry)
     xs2 = xs.reshape((T, B, xs.shape[-1]))
     mask, lengths2 = None, None
     if lengths is not None:
-        # lengths may cover only the leading batch axes (see ops.unroll): align it on
-        # the left before broadcasting, as the plain path does.
-        lengths = lengths.reshape(lengths.shape + (1,) * (len(batch) - lengths.ndim))
-        lengths2 = jnp.broadcast_to(lengths, batch).reshape((B,))
-        mask = (jnp.arange(T).reshape((T, 1)) < lengths2.reshape((1, B)))
-        mask = mask.astype(xs.dtype).reshape((T, B, 1))
-    if reverse:
-        xs2 = jnp.flip(xs2, 0) if lengths is None else _reverse_valid(xs2, lengths2, T)
-    carry2, ys = _core(kind, cfg, unroll, params, carry2, xs2, mask)
-    if reverse:
-        ys = jnp.flip(ys, 0) if lengths is None else _reverse_valid(ys, lengths2, T)
-    carry = jax.tree_util.tree_map(lambda a: a.reshape(batch + (a.shape[-1],)), carry2)
-    return carry, ys.reshape((T,) + batch + (ys.shape[-1],))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _core(kind, cfg, unroll, params, carry, xs, mask):
-    return _IMPL[kind][0](cfg, unroll, params, carry, xs, mask, keep=False)
-
-
-def _core_fwd(kind, cfg, unroll, params, carry, xs, mask):
-    carry_T, ys, res = _IMPL[kind][0](cfg, unroll, params, carry, xs, mask, keep=True)
-    return (carry_T, ys), (params, carry, xs, mask, ys, res)
-
-
-def _core_bwd(kind, cfg, unroll, saved, cts):
-    params, carry, xs, mask, ys, res = saved
-    dcarry, dys = cts
+        lengths2 = per_step(jnp.broadcast_to(lengths.reshape(lengths.shape + (1,) * (
+            len(batch) - lengths.ndim)), batch)[None])[0, :, 0]
+        mask = _scan.valid_mask(lengths2, T)[..., None]  # [T, B, 1] bool
+    resets2 = None if resets is None else per_step(resets)
+    xs2, resets2 = _scan.to_processing_order(xs2, resets2, lengths2, reverse, T)
     if mask is not None:
-        dys = dys * mask  # outputs at padded steps are constant zeros
-    dparams, dcarry0, dxs = _IMPL[kind][1](cfg, unroll, params, carry, xs, mask, ys, res,
-                                           dcarry, dys)
-    # Leaves the cell never reads (a user may keep extra entries in its params dict)
-    # get zero gradients, so the cotangent has the params' structure.
-    dparams = {k: dparams[k] if k in dparams else jnp.zeros_like(v) for k, v in params.items()}
-    return dparams, dcarry0, dxs, None
+        # Zeroed before the step, so NaN/Inf in the padding reach no value or gradient.
+        xs2 = jnp.where(mask, xs2, jnp.zeros_like(xs2))
+        if resets2 is not None:
+            resets2 = resets2 & mask
+    init2 = None if resets2 is None else flat_carry(carry if reset_carry is None else reset_carry)
+    with_c = bool(return_carries) and kind == "lstm"
+    core = _sequence_fn(kind, cfg, unroll, with_c)
+    carry2, outs = core(params, carry2, init2, xs2, mask, resets2)
+    outs = _scan.from_processing_order(outs, lengths2, reverse, T)
+    unflat = lambda a: a.reshape((T,) + batch + (a.shape[-1],))
+    carry = jax.tree_util.tree_map(lambda a: a.reshape(batch + (a.shape[-1],)), carry2)
+    ys = unflat(outs[0])
+    if not return_carries:
+        return carry, ys
+    # The RNN's and GRU's carry is h = y; the LSTM's is (h, c) with h = y.
+    carries = ys if kind != "lstm" else (ys, unflat(outs[1]))
+    return carry, ys, carries
 
 
-_core.defvjp(_core_fwd, _core_bwd)
+# Where each argument of the whole-sequence functions keeps its examples: carry-like
+# leaves on axis 0 ([B, H]), time-major leaves on axis 1 ([T, B, ...]).
+_CARRY_AXIS, _TIME_AXIS = 0, 1
 
 
-def _scan_inputs(seq, mask):
-    return seq if mask is None else seq + (mask,)
+def _fold(tree, batched, axis, n):
+    """vmap's axis 0 (size n) merged into the examples axis ``axis``."""
+    def fold(a, b):
+        if not b:
+            a = jnp.broadcast_to(a[None], (n,) + a.shape)
+        a = jnp.moveaxis(a, 0, axis)
+        return a.reshape(a.shape[:axis] + (n * a.shape[axis + 1],) + a.shape[axis + 2:])
+    return jax.tree_util.tree_map(fold, tree, batched)
+
+
+def _unfold(tree, axis, n):
+    def unfold(a):
+        a = a.reshape(a.shape[:axis] + (n, a.shape[axis] // n) + a.shape[axis + 1:])
+        return jnp.moveaxis(a, axis, 0)
+    return jax.tree_util.tree_map(unfold, tree)
+
+
+def _over_examples(fn, in_axes, out_axes):
+    """``fn`` whose ``jax.vmap`` over examples runs ``fn`` once on the merged batch.
+
+    ``fn`` treats the rows of its batch axis independently, so vmapping a per-example
+    call is the same as one call with the vmapped axis folded into the batch axis: one
+    ``[N*B, H] @ [H, G]`` matmul per step, not N per-example ones, and one long
+    ``X^T dZ`` per weight. ``in_axes``/``out_axes`` give, per argument/output, the
+    examples axis (``None`` for the params, ``"sum"`` for an output summed over the
+    examples). When the params themselves are vmapped (an ensemble), each example has
+    its own weights and the ordinary batching of ``fn`` is used.
+    """
+    wrapped = jax.custom_batching.custom_vmap(fn)
+
+    @wrapped.def_vmap
+    def rule(n, in_batched, *args):
+        if any(jax.tree_util.tree_leaves(in_batched[0])):
+            axes = tuple(jax.tree_util.tree_map(lambda b: 0 if b else None, ib)
+                         for ib in in_batched)
+            out = jax.vmap(fn, in_axes=axes)(*args)
+            return out, jax.tree_util.tree_map(lambda _: True, out)
+        folded = [a if ax is None else _fold(a, b, ax, n)
+                  for a, b, ax in zip(args, in_batched, in_axes)]
+        out = fn(*folded)
+        unfolded, batched = [], []
+        for o, ax in zip(out, out_axes):
+            if ax == "sum":
+                # The batched call's X^T dZ already sums over every example's rows.
+                # Returned per example it would be n times the memory; see _sequence_fn.
+                unfolded.append(o)
+                batched.append(jax.tree_util.tree_map(lambda _: False, o))
+            else:
+                unfolded.append(_unfold(o, ax, n))
+                batched.append(jax.tree_util.tree_map(lambda _: True, o))
+        return tuple(unfolded), tuple(batched)
+
+    return wrapped
+
+
+@functools.lru_cache(maxsize=None)
+def _sequence_fn(kind, cfg, unroll, with_c):
+    """The custom-VJP whole-sequence function ``(params, carry, init, xs, mask, resets)
+    -> (final_carry, outs)`` for one cell variant, where ``outs`` is ``(ys,)`` or
+    ``(ys, cs)``. ``mask``/``resets`` are bool ``[T, B, 1]`` or None; ``init`` is the
+    carry a reset returns to (None without resets)."""
+    fwd_impl, bwd_impl = _IMPL[kind]
+    seq_in = (None, _CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS)
+
+    def primal(params, carry, init, xs, mask, resets):
+        return fwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, False, with_c)
+
+    def forward(params, carry, init, xs, mask, resets):
+        return fwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, True, with_c)
+
+    def backward(params, carry, init, xs, mask, resets, outs, res, cts):
+        dcarry, douts = cts
+        douts = tuple(_zero_padded(mask, d) for d in douts)  # padded outputs are constants
+        return bwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, outs, res,
+                        dcarry, douts)
+
+    primal_v = _over_examples(primal, seq_in, (_CARRY_AXIS, _TIME_AXIS))
+    forward_v = _over_examples(forward, seq_in, (_CARRY_AXIS, _TIME_AXIS, _TIME_AXIS))
+    # The backward scans run merged; the weight gradients are formed outside, from the
+    # per-example pre-activation gradients: under vmap(grad(...)) each example must get
+    # its own, and under grad(vmap(...)) JAX sums them.
+    backward_v = _over_examples(backward, seq_in + (_TIME_AXIS, _TIME_AXIS,
+                                                    (_CARRY_AXIS, _TIME_AXIS)),
+                                (_CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS))
+
+    f = jax.custom_vjp(primal_v)
+
+    def f_fwd(params, carry, init, xs, mask, resets):
+        carry_T, outs, res = forward_v(params, carry, init, xs, mask, resets)
+        return (carry_T, outs), (params, carry, init, xs, mask, resets, outs, res)
+
+    def f_bwd(saved, cts):
+        dcarry0, dinit, dxs, weight_inputs = backward_v(*saved, cts)
+        params = saved[0]
+        dparams = _WEIGHT_GRADS[kind](cfg, params, weight_inputs)
+        # Leaves the cell never reads (a user may keep extra entries in its params dict)
+        # get zero gradients, so the cotangent has the params' structure.
+        dparams = {k: dparams[k] if k in dparams else jnp.zeros_like(v)
+                   for k, v in params.items()}
+        return dparams, dcarry0, dinit, dxs, None, None
+
+    f.defvjp(f_fwd, f_bwd)
+    return f
 
 
 # --------------------------------------------------------------------------- LSTM
 
-def _lstm_forward(gates, unroll, params, carry, xs, mask, keep):
+def _lstm_forward(gates, unroll, params, carry, init, xs, mask, resets, keep, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
     H = w_h.shape[0]
 
-    def body(state, inp):
+    def body(state, x, m):
         h, c = state
-        x, m = (inp[0], inp[1] if mask is not None else None)
         z = x @ w_x + h @ w_h + b
         act = lstm_pointwise({g: z[:, k * H:(k + 1) * H] for k, g in enumerate(gates)}, c)
         h_new, c_new = act.h, act.c
-        y = h_new if m is None else m * h_new
-        h_new, c_new = _blend(m, h_new, h), _blend(m, c_new, c)
+        out = (_zero_padded(m, h_new),) + ((_zero_padded(m, c_new),) if with_c else ())
+        state_new = (_blend(m, h_new, h), _blend(m, c_new, c))
         if not keep:
-            return (h_new, c_new), y
+            return state_new, out
         # Derivative factors of the pre-activations: the backward scan then only
         # multiplies, dZ = [dc, ..., dc, dh] * a with dc += dh * a_c.
         i, f, g, o, tc = act.i, act.f, act.g, act.o, act.tanh_c
-        fac = {"i": g * i * (1 - i), "g": i * (1 - g * g), "o": tc * o * (1 - o)}
+        factors = {"i": g * i * (1 - i), "g": i * (1 - g * g), "o": tc * o * (1 - o)}
         if f is not None:
-            fac["f"] = (c if "i" in gates else c - g) * f * (1 - f)
-        a = jnp.concatenate([fac[k] for k in gates], axis=-1)
+            factors["f"] = (c if "i" in gates else c - g) * f * (1 - f)
+        a = jnp.concatenate([factors[k] for k in gates], axis=-1)
         res = (a, o * (1 - tc * tc)) + ((f,) if f is not None else ())
-        return (h_new, c_new), (y, res)
+        return state_new, (out, res)
 
-    (h, c), out = jax.lax.scan(body, carry, _scan_inputs((xs,), mask), unroll=unroll)
-    if not keep:
-        return (h, c), out
-    ys, res = out
-    return (h, c), ys, res
+    carry_T, out = _forward_scan(body, tuple(carry), init, xs, mask, resets, unroll)
+    return (carry_T, out) if not keep else (carry_T, out[0], out[1])
 
 
-def _lstm_backward(gates, unroll, params, carry, xs, mask, ys, res, dcarry, dys):
+def _lstm_backward(gates, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
+                   douts):
     w_hT = params["w_h"].T
     n = len(gates)
     has_f = "f" in gates
+    with_c = len(douts) == 2
 
-    def body(state, inp):
+    def body(state, inp, m):
         dh, dc = state
-        dy, a, a_c = inp[:3]
-        f = inp[3] if has_f else None
-        m = inp[-1] if mask is not None else None
+        dy, dcs = inp[0]
+        a, a_c = inp[1][:2]
+        f = inp[1][2] if has_f else None
         dh = dh + dy
+        if dcs is not None:
+            dc = dc + dcs
         dc_tot = dc + dh * a_c
-        dz = jnp.concatenate([dc_tot] * (n - 1) + [dh], axis=-1) * a
-        if m is not None:
-            dz = m * dz
+        dz = _zero_padded(m, jnp.concatenate([dc_tot] * (n - 1) + [dh], axis=-1) * a)
         dh_prev = dz @ w_hT
         dc_prev = dc_tot if f is None else dc_tot * f
         return (_blend(m, dh_prev, dh), _blend(m, dc_prev, dc)), dz
 
-    (dh0, dc0), dz = jax.lax.scan(body, dcarry, _scan_inputs((dys,) + res, mask),
-                                  reverse=True, unroll=unroll)
-    dw_x, db, dxs = _input_grads(xs, params["w_x"], dz)
-    dw_h = _mm_tn(_h_prev(carry[0], ys), dz)
-    return {"w_x": dw_x, "w_h": dw_h, "b": db}, (dh0, dc0), dxs
+    seq = ((douts[0], douts[1] if with_c else None), res)
+    dcarry0, dinit, dz = _backward_scan(body, tuple(dcarry), seq, mask, resets, unroll)
+    h_prev = _h_prev(carry[0], outs[0], None if init is None else init[0], resets)
+    return dcarry0, dinit, _dxs(params["w_x"], dz), (xs, h_prev, dz)
 
 
-def lstm_unroll(params, carry, xs, *, lengths=None, reverse=False, unroll=1,
+def _dense_grads(cfg, params, weight_inputs):
+    """``W_x``, ``W_h`` and ``b`` gradients, each one matmul over all ``T * B`` rows."""
+    xs, h_prev, dz = weight_inputs
+    return {"w_x": _mm_tn(xs, dz), "w_h": _mm_tn(h_prev, dz), "b": jnp.sum(_rows(dz), axis=0)}
+
+
+def lstm_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
+                return_carries=False, reset_carry=None,
                 gates=("i", "f", "g", "o")):
     """Fast path of ``rnn_jax.cells.lstm`` without peepholes.
 
@@ -203,7 +353,8 @@ def lstm_unroll(params, carry, xs, *, lengths=None, reverse=False, unroll=1,
     if width != len(gates) * H or any(k.startswith("p_") for k in params):
         raise ValueError(f"params do not match gates={gates} without peepholes: w_h has shape "
                          f"{(H, width)}, expected {(H, len(gates) * H)}; keys {sorted(params)}")
-    return _run("lstm", gates, unroll, params, tuple(carry), xs, lengths, reverse)
+    return _run("lstm", gates, unroll, params, tuple(carry), xs, lengths, resets, reverse,
+                return_carries, None if reset_carry is None else tuple(reset_carry))
 
 
 # ---------------------------------------------------------------------------- RNN
@@ -211,51 +362,50 @@ def lstm_unroll(params, carry, xs, *, lengths=None, reverse=False, unroll=1,
 _RNN_ACTS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
-def _rnn_forward(activation, unroll, params, carry, xs, mask, keep):
+def _rnn_forward(activation, unroll, params, carry, init, xs, mask, resets, keep, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
     act = _RNN_ACTS[activation]
 
-    def body(h, inp):
-        x, m = (inp[0], inp[1] if mask is not None else None)
+    def body(h, x, m):
         h_new = act(x @ w_x + h @ w_h + b)
-        y = h_new if m is None else m * h_new
-        return _blend(m, h_new, h), y
+        return _blend(m, h_new, h), (_zero_padded(m, h_new),)
 
-    h, ys = jax.lax.scan(body, carry, _scan_inputs((xs,), mask), unroll=unroll)
-    return (h, ys, ()) if keep else (h, ys)
+    h, out = _forward_scan(body, carry, init, xs, mask, resets, unroll)
+    return (h, out, ()) if keep else (h, out)
 
 
-def _rnn_backward(activation, unroll, params, carry, xs, mask, ys, res, dcarry, dys):
+def _rnn_backward(activation, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
+                  douts):
     w_hT = params["w_h"].T
+    ys = outs[0]
     # f'(z) from the outputs, in one pass over the whole sequence: tanh' = 1 - h^2;
     # relu' = [h > 0] (0 at z = 0, as jax.nn.relu's derivative).
     d = 1 - ys * ys if activation == "tanh" else (ys > 0).astype(ys.dtype)
 
-    def body(dh, inp):
-        dy, d_t = inp[:2]
-        m = inp[-1] if mask is not None else None
+    def body(dh, inp, m):
+        dy, d_t = inp
         dh = dh + dy
-        dz = dh * d_t if m is None else m * dh * d_t
+        dz = _zero_padded(m, dh * d_t)
         return _blend(m, dz @ w_hT, dh), dz
 
-    dh0, dz = jax.lax.scan(body, dcarry, _scan_inputs((dys, d), mask), reverse=True,
-                           unroll=unroll)
-    dw_x, db, dxs = _input_grads(xs, params["w_x"], dz)
-    return {"w_x": dw_x, "w_h": _mm_tn(_h_prev(carry, ys), dz), "b": db}, dh0, dxs
+    dh0, dinit, dz = _backward_scan(body, dcarry, (douts[0], d), mask, resets, unroll)
+    return dh0, dinit, _dxs(params["w_x"], dz), (xs, _h_prev(carry, ys, init, resets), dz)
 
 
-def rnn_unroll(params, carry, xs, *, lengths=None, reverse=False, unroll=1,
+def rnn_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
+                return_carries=False, reset_carry=None,
                activation="tanh"):
     """Fast path of ``rnn_jax.cells.rnn``: params ``{"w_x", "w_h", "b"}``, carry ``h``."""
     if activation not in _RNN_ACTS:
         raise ValueError(f"activation must be one of {sorted(_RNN_ACTS)}, got {activation!r}")
-    return _run("rnn", activation, unroll, params, carry, xs, lengths, reverse)
+    return _run("rnn", activation, unroll, params, carry, xs, lengths, resets, reverse,
+                return_carries, reset_carry)
 
 
 # ---------------------------------------------------------------------------- GRU
 
-def _gru_forward(reset_after, unroll, params, carry, xs, mask, keep):
+def _gru_forward(reset_after, unroll, params, carry, init, xs, mask, resets, keep, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
     H = w_h.shape[0]
@@ -264,8 +414,7 @@ def _gru_forward(reset_after, unroll, params, carry, xs, mask, keep):
     else:
         w_rz, w_n = w_h[:, :2 * H], w_h[:, 2 * H:]
 
-    def body(h, inp):
-        x, m = (inp[0], inp[1] if mask is not None else None)
+    def body(h, x, m):
         zx = x @ w_x + b
         if reset_after:
             zh = h @ w_h
@@ -279,74 +428,72 @@ def _gru_forward(reset_after, unroll, params, carry, xs, mask, keep):
             z = jax.nn.sigmoid(zx[:, H:2 * H] + zh[:, H:])
             n = jnp.tanh(zx[:, 2 * H:] + (r * h) @ w_n)
         h_new = z * h + (1.0 - z) * n
-        y = h_new if m is None else m * h_new
+        out = (_zero_padded(m, h_new),)
         if not keep:
-            return _blend(m, h_new, h), y
+            return _blend(m, h_new, h), out
         a_z = (h - n) * z * (1 - z)
         a_n = (1 - z) * (1 - n * n)
         dr = r * (1 - r)
         # dZ_x = dh * a; with reset_after the r block also needs (W_hn h + b_hn).
         a = jnp.concatenate([a_n * hn * dr if reset_after else dr * h, a_z, a_n], axis=-1)
-        return _blend(m, h_new, h), (y, (a, z, r))
+        return _blend(m, h_new, h), (out, (a, z, r))
 
-    h, out = jax.lax.scan(body, carry, _scan_inputs((xs,), mask), unroll=unroll)
-    if not keep:
-        return h, out
-    ys, res = out
-    return h, ys, res
+    h, out = _forward_scan(body, carry, init, xs, mask, resets, unroll)
+    return (h, out) if not keep else (h, out[0], out[1])
 
 
-def _gru_backward(reset_after, unroll, params, carry, xs, mask, ys, res, dcarry, dys):
+def _gru_backward(reset_after, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
+                  douts):
     w_h = params["w_h"]
     H = w_h.shape[0]
     w_hT = w_h.T
     w_rzT, w_nT = w_hT[:2 * H], w_hT[2 * H:]
 
-    def body(dh, inp):
-        dy, a, z, r = inp[:4]
-        m = inp[-1] if mask is not None else None
+    def body(dh, inp, m):
+        dy, (a, z, r) = inp
         dh = dh + dy
         if reset_after:
-            dzx = jnp.concatenate([dh, dh, dh], axis=-1) * a
+            dzx = _zero_padded(m, jnp.concatenate([dh, dh, dh], axis=-1) * a)
             dzh = jnp.concatenate([dzx[:, :2 * H], dzx[:, 2 * H:] * r], axis=-1)
-            if m is not None:
-                dzx, dzh = m * dzx, m * dzh
             dh_prev = dh * z + dzh @ w_hT
         else:
-            dz_n = dh * a[:, 2 * H:]
-            if m is not None:
-                dz_n = m * dz_n
+            dz_n = _zero_padded(m, dh * a[:, 2 * H:])
             d_rh = dz_n @ w_nT  # gradient of r * h_prev
-            dzx = jnp.concatenate([d_rh * a[:, :H], dh * a[:, H:2 * H], dz_n], axis=-1)
-            if m is not None:
-                dzx = m * dzx
+            dzx = _zero_padded(m, jnp.concatenate([d_rh * a[:, :H], dh * a[:, H:2 * H], dz_n],
+                                                  axis=-1))
             dh_prev = dh * z + d_rh * r + dzx[:, :2 * H] @ w_rzT
         return _blend(m, dh_prev, dh), dzx
 
-    dh0, dzx = jax.lax.scan(body, dcarry, _scan_inputs((dys,) + res, mask), reverse=True,
-                            unroll=unroll)
-    dw_x, db, dxs = _input_grads(xs, params["w_x"], dzx)
-    h_prev = _h_prev(carry, ys)
-    r = res[2]
+    dh0, dinit, dzx = _backward_scan(body, dcarry, (douts[0], res), mask, resets, unroll)
+    h_prev = _h_prev(carry, outs[0], init, resets)
+    return dh0, dinit, _dxs(params["w_x"], dzx), (xs, h_prev, dzx, res[2])
+
+
+def _gru_weight_grads(reset_after, params, weight_inputs):
+    xs, h_prev, dzx, r = weight_inputs
+    H = h_prev.shape[-1]
+    out = {"w_x": _mm_tn(xs, dzx), "b": jnp.sum(_rows(dzx), axis=0)}
     if reset_after:
         dz_hn = dzx[..., 2 * H:] * r
-        dw_h = jnp.concatenate([_mm_tn(h_prev, dzx[..., :2 * H]), _mm_tn(h_prev, dz_hn)], axis=-1)
-        dparams = {"w_x": dw_x, "w_h": dw_h, "b": db, "b_hn": jnp.sum(_rows(dz_hn), axis=0)}
+        out["w_h"] = jnp.concatenate([_mm_tn(h_prev, dzx[..., :2 * H]), _mm_tn(h_prev, dz_hn)],
+                                     axis=-1)
+        out["b_hn"] = jnp.sum(_rows(dz_hn), axis=0)
     else:
-        dw_h = jnp.concatenate([_mm_tn(h_prev, dzx[..., :2 * H]),
-                                _mm_tn(r * h_prev, dzx[..., 2 * H:])], axis=-1)
-        dparams = {"w_x": dw_x, "w_h": dw_h, "b": db}
-    return dparams, dh0, dxs
+        out["w_h"] = jnp.concatenate([_mm_tn(h_prev, dzx[..., :2 * H]),
+                                      _mm_tn(r * h_prev, dzx[..., 2 * H:])], axis=-1)
+    return out
 
 
-def gru_unroll(params, carry, xs, *, lengths=None, reverse=False, unroll=1,
+def gru_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
+                return_carries=False, reset_carry=None,
                reset_after=False):
     """Fast path of ``rnn_jax.cells.gru``: params ``{"w_x", "w_h", "b"}`` (+ ``"b_hn"``
     when ``reset_after``), carry ``h``."""
     if ("b_hn" in params) != bool(reset_after):
         raise ValueError(f"params {'lack' if reset_after else 'have'} 'b_hn': they do not come "
                          f"from cells.gru(reset_after={bool(reset_after)})")
-    return _run("gru", bool(reset_after), unroll, params, carry, xs, lengths, reverse)
+    return _run("gru", bool(reset_after), unroll, params, carry, xs, lengths, resets, reverse,
+                return_carries, reset_carry)
 
 
 _IMPL = {
@@ -354,6 +501,7 @@ _IMPL = {
     "rnn": (_rnn_forward, _rnn_backward),
     "gru": (_gru_forward, _gru_backward),
 }
+_WEIGHT_GRADS = {"lstm": _dense_grads, "rnn": _dense_grads, "gru": _gru_weight_grads}
 
 
 def for_cell(kind: str, **options):

@@ -11,98 +11,29 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_jax.cells.base import Cell
+from rnn_jax import _scan
+from rnn_jax.cells.base import Cell, step_of
+from rnn_jax.remat import checkpointed_unroll
 
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 
 
-def _num_steps(xs) -> int:
-    leaves = jax.tree_util.tree_leaves(xs)
-    if not leaves:
-        raise ValueError("xs must hold at least one array")
-    if any(jnp.ndim(l) < 1 for l in leaves):
-        raise ValueError("xs must have a leading time axis [T, ...]; got a scalar leaf")
-    lengths = {l.shape[0] for l in leaves}
-    if len(lengths) != 1:
-        raise ValueError(f"every leaf of xs must share the time length, got {sorted(lengths)}")
-    return lengths.pop()
-
-
-def _swap_time_batch(tree):
-    return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), tree)
-
-
-def _check_carry(step, params, carry, xs) -> None:
-    """Raise a ValueError when ``step`` would change the carry's structure, shape or dtype."""
-    # A shape struct rather than xs[0], so that a zero-length sequence is valid too.
-    x0 = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), xs)
-    out = jax.eval_shape(step, params, carry, x0)
-    if not (isinstance(out, tuple) and len(out) == 2):
-        raise TypeError("step must return a pair (carry, y)")
-    got = jax.tree_util.tree_map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), out[0])
-    want = jax.tree_util.tree_map(lambda a: (tuple(jnp.shape(a)), jnp.result_type(a)), carry)
-    if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(want) or got != want:
-        raise ValueError(
-            "carry does not match what step returns: passed "
-            f"{want}, step returns {got} (shape, dtype per leaf)")
-
-
-def _check_lengths(lengths, carry, num_steps: int):
-    # Read concrete values before jnp.asarray: under jit, jnp.asarray turns even a
-    # closed-over NumPy array into a tracer, which would skip the range check.
-    concrete = None if isinstance(lengths, jax.core.Tracer) else np.asarray(lengths)
-    lengths = jnp.asarray(lengths)
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(f"lengths must be an integer array, got dtype {lengths.dtype}")
-    for leaf in jax.tree_util.tree_leaves(carry):
-        if tuple(jnp.shape(leaf)[:lengths.ndim]) != tuple(lengths.shape):
-            raise ValueError(
-                f"lengths must have the carry's batch shape, a prefix of every carry leaf's "
-                f"shape; got lengths.shape={tuple(lengths.shape)} and a carry leaf of shape "
-                f"{tuple(jnp.shape(leaf))} (for one sequence, lengths is a scalar)")
-    if concrete is not None and concrete.size:
-        lo, hi = int(np.min(concrete)), int(np.max(concrete))
-        if lo < 0 or hi > num_steps:
-            raise ValueError(f"lengths must lie in [0, T={num_steps}], got values in [{lo}, {hi}]")
-    # Under jit the values cannot be inspected; clipping keeps out-of-range values defined.
-    return jnp.clip(lengths, 0, num_steps)
-
-
-def _where(mask, new, old):
-    """Per-leaf ``where`` with ``mask`` (batch shape) broadcast over trailing axes."""
-    def pick(n, o):
-        m = mask.reshape(mask.shape + (1,) * (jnp.ndim(n) - mask.ndim))
-        return jnp.where(m, n, o)
-    return jax.tree_util.tree_map(pick, new, old)
-
-
-def _reverse_valid(tree, lengths, num_steps: int):
-    """Reverse the first ``lengths`` steps of each sequence, leaving the padding in place.
-
-    ``t -> L-1-t`` for ``t < L`` and ``t -> t`` beyond, which is its own inverse, so
-    the same call maps outputs back to the original order.
-    """
-    t = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
-    L = lengths[None]
-    idx = jnp.where(t < L, L - 1 - t, t)  # [T, *batch]
-
-    def gather(a):
-        i = idx.reshape(idx.shape + (1,) * (a.ndim - idx.ndim))
-        return jnp.take_along_axis(a, jnp.broadcast_to(i, a.shape), axis=0)
-
-    return jax.tree_util.tree_map(gather, tree)
-
-
-def unroll(step: Step, params, carry, xs, *, lengths=None, reverse: bool = False,
-           unroll: int = 1, time_major: bool = True, fused: bool = True, remat=None):
+def unroll(step: Step, params, carry, xs, *, lengths=None, resets=None, reverse: bool = False,
+           unroll: int = 1, time_major: bool = True, fused: bool = True, parallel: bool = False,
+           remat=None, return_carries: bool = False):
     """Run ``step`` over the time axis of ``xs`` with ``jax.lax.scan``.
 
     Args:
-      step: ``(params, carry, x_t) -> (carry, y_t)``.
+      step: a :class:`rnn_jax.Cell`, or a bare step function
+        ``(params, carry, x_t) -> (carry, y_t)``. A bare function, wrapped or not,
+        always runs as the plain scan over exactly that function; only a ``Cell`` can
+        bring a fast path (its ``fast_unroll``/``parallel_unroll`` fields).
       params: passed unchanged to every step.
       carry: initial carry, e.g. ``cell.initial_carry(batch_shape)``.
       xs: ``[T, *batch, features]`` (a pytree of such arrays is fine).
@@ -111,63 +42,84 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, reverse: bool = False
         sequence: sequence ``b`` is valid for ``t < lengths[b]`` and is
         right-padded after. The final carry is then each sequence's carry after its
         own last valid step, and ``ys`` is zero at padded steps, so a padded batch
-        gives exactly what running each sequence alone gives.
+        gives exactly what running each sequence alone gives. The padding never
+        reaches the arithmetic: NaN or Inf there changes no value and no gradient.
+      resets: optional bool ``[T, *batch]`` (or ``[T, *prefix]``): ``resets[t]`` marks
+        that a new sequence starts at step t (packed sequences, episode boundaries).
+        The carry returns to the initial ``carry`` before that step, and no gradient
+        flows across the reset. With ``reverse`` the flags keep this meaning (each
+        packed sequence is reversed on its own).
       reverse: run from the last valid step back to the first. With ``lengths`` only
         the valid part is reversed; ``ys`` stays aligned with ``xs``.
       unroll: passed to ``jax.lax.scan``.
       time_major: if False, ``xs`` and ``ys`` are ``[B, T, ...]``.
-      fused: use the step's fast path when it has one (built-in LSTM without
-        peepholes, GRU and RNN: ``step.fused_unroll``, see ``rnn_jax.fused``), a
-        whole-sequence custom VJP with the same values and gradients to float
-        rounding and a faster backward pass. ``False`` forces the plain
-        ``jax.lax.scan`` over ``step``, which forward-mode AD (``jax.jvp``,
-        ``jax.jacfwd``) needs.
+      fused: use the cell's fast path (``cell.fast_unroll``: the built-in LSTM without
+        peepholes, GRU and RNN, see ``rnn_jax.fused``), a whole-sequence custom VJP with
+        the same values and gradients to float rounding and a faster backward pass.
+        ``False`` forces the plain ``jax.lax.scan``, which forward-mode AD
+        (``jax.jvp``, ``jax.jacfwd``) needs. A cell without a fast path, or pytree
+        inputs, fall back to the plain scan.
+      parallel: evaluate the recurrence with the cell's ``parallel_unroll``
+        (``jax.lax.associative_scan``, for cells whose carry enters linearly); a
+        ValueError when the cell has none.
       remat: checkpoint the scan for long sequences (``rnn_jax.remat``): ``True``
         for segments of ``ceil(sqrt(T))`` steps, an int for that segment length,
         ``None``/``False`` (default) to store every step.
+      return_carries: also return the carry after every step (``[T, ...]`` per leaf,
+        e.g. ``(h_t, c_t)`` for the LSTM; zeros at padded steps, like ``ys``).
 
     Returns:
-      ``(final_carry, ys)`` with ``ys: [T, *batch, out]`` (or ``[B, T, ...]``).
+      ``(final_carry, ys)`` with ``ys: [T, *batch, out]`` (or ``[B, T, ...]``), or
+      ``(final_carry, ys, carries)`` when ``return_carries``.
     """
     if not time_major:
-        xs = _swap_time_batch(xs)
-    num_steps = _num_steps(xs)
-    fast = step.fast_unroll if (fused and isinstance(step, Cell)) else None
-    cell, step = step, (step.step if isinstance(step, Cell) else step)
-    _check_carry(step, params, carry, xs)
+        xs = _scan.swap_time_batch(xs)
+        if resets is not None:
+            resets = jnp.swapaxes(jnp.asarray(resets), 0, 1) if jnp.ndim(resets) >= 2 else resets
+    T = _scan.num_steps(xs)
+    cell = step if isinstance(step, Cell) else None
+    step_fn = step_of(step)
+    _scan.check_carry(step_fn, params, carry, xs)
+    if lengths is not None:
+        lengths = _scan.check_lengths(lengths, carry, T)
+    if resets is not None:
+        resets = _scan.check_resets(resets, carry, xs, T)
+    use_remat = remat is not None and remat is not False
+    if parallel:
+        if cell is None or cell.parallel_unroll is None:
+            name = "a bare step function" if cell is None else "this cell"
+            raise ValueError(f"parallel=True needs a Cell with a parallel_unroll path; {name} "
+                             "has none (use parallel=False)")
+        if use_remat:
+            raise ValueError("parallel=True and remat cannot be combined: the parallel path "
+                             "has no sequential segments to checkpoint")
+    # Under shard_map, a carry made inside the map and replicated params must vary like xs.
+    params, carry = _scan.match_varying((params, carry), params, carry, xs, lengths, resets)
+    extra = {"return_carries": True} if return_carries else {}
+    if resets is not None:
+        extra["resets"] = resets
 
-    if remat is not None and remat is not False:
-        from rnn_jax.remat import checkpointed_unroll  # rnn_jax.remat imports this module
-        carry, ys = checkpointed_unroll(cell, params, carry, xs,
-                                        segment=None if remat is True else remat,
-                                        lengths=lengths, reverse=reverse, unroll=unroll,
-                                        fused=fused)
-    elif fast is not None and isinstance(xs, (jax.Array, np.ndarray)) and type(params) is dict:
-        if lengths is not None:
-            lengths = _check_lengths(lengths, carry, num_steps)
-        carry, ys = fast(params, carry, jnp.asarray(xs), lengths=lengths, reverse=reverse,
-                         unroll=unroll)
-    elif lengths is None:
-        carry, ys = jax.lax.scan(lambda c, x: step(params, c, x), carry, xs,
-                                 reverse=reverse, unroll=unroll)
+    if parallel:
+        out = cell.parallel_unroll(params, carry, xs, lengths=lengths, reverse=reverse,
+                                   unroll=unroll, **extra)
+    elif use_remat:
+        out = checkpointed_unroll(step, params, carry, xs,
+                                  segment=None if remat is True else remat, lengths=lengths,
+                                  resets=resets, reverse=reverse, unroll=unroll, fused=fused,
+                                  return_carries=return_carries)
+    elif (fused and cell is not None and cell.fast_unroll is not None
+          and isinstance(xs, (jax.Array, np.ndarray)) and isinstance(params, Mapping)):
+        # FrozenDict/OrderedDict params are read into a plain dict (the fast paths build
+        # their gradient as a dict); the gradient still reaches the caller's container.
+        out = cell.fast_unroll(dict(params), carry, jnp.asarray(xs), lengths=lengths,
+                               reverse=reverse, unroll=unroll, **extra)
     else:
-        lengths = _check_lengths(lengths, carry, num_steps)
-        if reverse:
-            xs = _reverse_valid(xs, lengths, num_steps)
-
-        def body(c, tx):
-            t, x = tx
-            new_c, y = step(params, c, x)
-            valid = t < lengths
-            return _where(valid, new_c, c), _where(valid, y, jax.tree_util.tree_map(jnp.zeros_like, y))
-
-        carry, ys = jax.lax.scan(body, carry, (jnp.arange(num_steps), xs), unroll=unroll)
-        if reverse:
-            ys = _reverse_valid(ys, lengths, num_steps)
+        out = _scan.masked_scan(step_fn, params, carry, xs, lengths=lengths, resets=resets,
+                                reverse=reverse, unroll=unroll, return_carries=return_carries)
 
     if not time_major:
-        ys = _swap_time_batch(ys)
-    return carry, ys
+        out = (out[0],) + tuple(_scan.swap_time_batch(o) for o in out[1:])
+    return out
 
 
 # bidirectional/stacked take an ``unroll`` keyword that shadows the function.
@@ -181,15 +133,17 @@ _MERGES = {
 
 
 def bidirectional(step_fw: Step, step_bw: Step, params, carry, xs, *, lengths=None,
-                  merge: str | Callable = "concat", unroll: int = 1, time_major: bool = True,
-                  fused: bool = True):
+                  resets=None, merge: str | Callable = "concat", unroll: int = 1,
+                  time_major: bool = True, fused: bool = True, remat=None):
     """A forward and a reverse run over ``xs``, outputs merged per step.
 
     ``params`` and ``carry`` are pairs ``(forward, backward)``. The backward run
     respects ``lengths``: it starts at each sequence's last valid step.
     ``merge`` is ``"concat"`` (default), ``"sum"``, ``"mean"`` or a function
-    ``(y_fw, y_bw) -> y``. ``unroll``, ``time_major`` and ``fused`` are passed to
-    :func:`unroll`. Returns ``((carry_fw, carry_bw), ys)``.
+    ``(y_fw, y_bw) -> y``. ``resets`` (sequence starts, as in :func:`unroll`) apply to
+    both directions: each packed sequence is read forwards and backwards on its own.
+    ``unroll``, ``time_major``, ``fused`` and ``remat`` are passed to :func:`unroll`.
+    Returns ``((carry_fw, carry_bw), ys)``.
     """
     if callable(merge):
         merge_fn = merge
@@ -199,15 +153,16 @@ def bidirectional(step_fw: Step, step_bw: Step, params, carry, xs, *, lengths=No
         raise ValueError(f"merge must be one of {sorted(_MERGES)} or a callable, got {merge!r}")
     if len(params) != 2 or len(carry) != 2:
         raise ValueError("params and carry must be pairs (forward, backward)")
-    kw = dict(lengths=lengths, unroll=unroll, time_major=time_major, fused=fused)
+    kw = dict(lengths=lengths, resets=resets, unroll=unroll, time_major=time_major,
+              fused=fused, remat=remat)
     c_fw, y_fw = _unroll(step_fw, params[0], carry[0], xs, **kw)
     c_bw, y_bw = _unroll(step_bw, params[1], carry[1], xs, reverse=True, **kw)
     return (c_fw, c_bw), jax.tree_util.tree_map(merge_fn, y_fw, y_bw)
 
 
 def stacked(steps: Sequence[Step], params: Sequence, carries: Sequence, xs, *, lengths=None,
-            dropout_rate: float = 0.0, key=None, skip: bool = False, unroll: int = 1,
-            time_major: bool = True, fused: bool = True):
+            resets=None, dropout_rate: float = 0.0, key=None, skip: bool = False,
+            unroll: int = 1, time_major: bool = True, fused: bool = True, remat=None):
     """Deep RNN run layer by layer: each layer scans the whole sequence of the one below.
 
     Args:
@@ -217,6 +172,8 @@ def stacked(steps: Sequence[Step], params: Sequence, carries: Sequence, xs, *, l
         ``key`` when > 0; pass ``dropout_rate=0`` at evaluation.
       skip: residual connections: a layer whose input and output widths agree adds
         its input to its output.
+      lengths, resets, unroll, time_major, fused, remat: passed to every layer's
+        :func:`unroll`.
 
     Returns ``(final_carries, ys)``: a tuple of per-layer final carries and the top
     layer's outputs.
@@ -230,8 +187,8 @@ def stacked(steps: Sequence[Step], params: Sequence, carries: Sequence, xs, *, l
         raise ValueError("dropout_rate > 0 needs a PRNG key: pass key=...")
     finals = []
     for layer, (step, p, c) in enumerate(zip(steps, params, carries)):
-        c, ys = _unroll(step, p, c, xs, lengths=lengths, unroll=unroll, time_major=time_major,
-                        fused=fused)
+        c, ys = _unroll(step, p, c, xs, lengths=lengths, resets=resets, unroll=unroll,
+                        time_major=time_major, fused=fused, remat=remat)
         finals.append(c)
         if skip and ys.shape == xs.shape:
             ys = ys + xs

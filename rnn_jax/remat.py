@@ -18,13 +18,14 @@ final carry still pays for them (4 bytes per step per output unit).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_jax import ops
-from rnn_jax.cells.base import Cell
+from rnn_jax import _scan
+from rnn_jax.cells.base import Cell, step_of
 
 
 def _leaves_batch_shape(carry):
@@ -33,81 +34,80 @@ def _leaves_batch_shape(carry):
 
 
 def checkpointed_unroll(step, params, carry, xs, *, segment: int | None = None,
-                        lengths=None, reverse: bool = False, unroll: int = 1,
-                        fused: bool = True):
+                        lengths=None, resets=None, reverse: bool = False, unroll: int = 1,
+                        fused: bool = True, return_carries: bool = False):
     """``rnn_jax.unroll`` with the scan checkpointed every ``segment`` steps.
 
     Same arguments, semantics and results as ``rnn_jax.unroll`` (time-major
-    ``xs: [T, *batch, I]``, right-padded ``lengths``, ``reverse`` over the valid part),
-    and gradients equal to float rounding; only the memory/compute trade differs.
+    ``xs: [T, *batch, I]``, right-padded ``lengths``, ``resets`` to the initial carry,
+    ``reverse`` over the valid part, ``return_carries``), and gradients equal to float
+    rounding; only the memory/compute trade differs.
 
     Args:
+      step: a :class:`rnn_jax.Cell` or a bare step function.
       segment: steps per checkpointed segment, default ``ceil(sqrt(T))``. ``T`` need
         not be a multiple: the last segment is padded with masked steps.
-      fused: inside each segment, use the step's fast path (``step.fused_unroll``,
+      fused: inside each segment, use the cell's fast path (``cell.fast_unroll``,
         see ``rnn_jax.fused``) when it has one; ``False`` forces the plain scan.
 
     Returns:
-      ``(final_carry, ys)`` as ``rnn_jax.unroll``.
+      ``(final_carry, ys)`` (or ``(final_carry, ys, carries)``) as ``rnn_jax.unroll``.
     """
-    num_steps = ops._num_steps(xs)
+    T = _scan.num_steps(xs)
     if segment is None:
-        segment = max(1, math.ceil(math.sqrt(num_steps)))
+        segment = max(1, math.ceil(math.sqrt(T)))
     if (not isinstance(segment, (int, np.integer)) or isinstance(segment, bool)
             or segment < 1):
         raise ValueError(f"segment must be a positive int, got {segment!r}")
     fast = step.fast_unroll if (fused and isinstance(step, Cell)) else None
-    step = step.step if isinstance(step, Cell) else step
-    ops._check_carry(step, params, carry, xs)
-    if fast is not None and not isinstance(xs, jax.Array | np.ndarray):
-        fast = None  # the fast paths take a single input array
+    step = step_of(step)
+    _scan.check_carry(step, params, carry, xs)
+    if fast is not None and not (isinstance(xs, jax.Array | np.ndarray)
+                                 and isinstance(params, Mapping)):
+        fast = None  # the fast paths take a single input array and a params mapping
+    if fast is not None:
+        params = dict(params)
 
     user_lengths = lengths is not None
     if user_lengths:
-        lengths = ops._check_lengths(lengths, carry, num_steps)
-        if reverse:
-            xs = ops._reverse_valid(xs, lengths, num_steps)
-    elif reverse:
-        xs = jax.tree_util.tree_map(lambda a: jnp.flip(a, 0), xs)
+        lengths = _scan.check_lengths(lengths, carry, T)
+    if resets is not None:
+        resets = _scan.check_resets(resets, carry, xs, T)
+    xs, resets = _scan.to_processing_order(xs, resets, lengths, reverse, T)
+    reset_carry = carry
 
-    n_seg = max(1, -(-num_steps // segment))
-    pad = n_seg * segment - num_steps
+    n_seg = max(1, -(-T // segment))
+    pad = n_seg * segment - T
     masked = lengths is not None or pad > 0
     if masked and lengths is None:
         # Padding only: the valid length is T for every sequence.
-        lengths = jnp.full(_leaves_batch_shape(carry) if fast is not None else (),
-                           num_steps, jnp.int32)
+        lengths = jnp.full(_leaves_batch_shape(carry) if fast is not None else (), T, jnp.int32)
 
     def split(a):
         a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]) if pad else a
         return a.reshape((n_seg, segment) + a.shape[1:])
 
     xs_seg = jax.tree_util.tree_map(split, xs)
+    resets_seg = None if resets is None else split(resets)
     starts = jnp.arange(n_seg) * segment
 
     def run_segment(c, inp):
-        t0, x = inp
+        t0, x, r = inp
         local = None if not masked else jnp.clip(lengths - t0, 0, segment)
         if fast is not None:
-            return fast(params, c, x, lengths=local, reverse=False, unroll=unroll)
-        if local is None:
-            return jax.lax.scan(lambda cc, xx: step(params, cc, xx), c, x, unroll=unroll)
-
-        def body(cc, tx):
-            t, xx = tx
-            new_c, y = step(params, cc, xx)
-            valid = t < local
-            zeros = jax.tree_util.tree_map(jnp.zeros_like, y)
-            return ops._where(valid, new_c, cc), ops._where(valid, y, zeros)
-
-        return jax.lax.scan(body, c, (jnp.arange(segment), x), unroll=unroll)
+            extra = {"return_carries": True} if return_carries else {}
+            if r is not None:
+                extra.update(resets=r, reset_carry=reset_carry)
+            out = fast(params, c, x, lengths=local, reverse=False, unroll=unroll, **extra)
+        else:
+            out = _scan.masked_scan(step, params, c, x, lengths=local, resets=r, unroll=unroll,
+                                    return_carries=return_carries, reset_carry=reset_carry)
+        return out[0], out[1:]
 
     # prevent_cse=False is safe (and faster) inside a scan body, per jax.checkpoint docs.
-    carry, ys = jax.lax.scan(jax.checkpoint(run_segment, prevent_cse=False), carry,
-                             (starts, xs_seg))
-    ys = jax.tree_util.tree_map(
-        lambda a: a.reshape((n_seg * segment,) + a.shape[2:])[:num_steps], ys)
-    if reverse:
-        ys = (ops._reverse_valid(ys, lengths, num_steps) if user_lengths
-              else jax.tree_util.tree_map(lambda a: jnp.flip(a, 0), ys))
-    return carry, ys
+    carry, outs = jax.lax.scan(jax.checkpoint(run_segment, prevent_cse=False), carry,
+                               (starts, xs_seg, resets_seg))
+    outs = jax.tree_util.tree_map(
+        lambda a: a.reshape((n_seg * segment,) + a.shape[2:])[:T], outs)
+    outs = _scan.from_processing_order(outs, lengths if user_lengths else None, reverse, T)
+    return (carry,) + tuple(outs)

@@ -34,7 +34,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from rnn_jax.gates import lstm_pointwise
-from rnn_jax.ops import _check_carry, _num_steps
+from rnn_jax._scan import check_carry as _check_carry, num_steps as _num_steps
 
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 

@@ -276,6 +276,17 @@ def seed_keys(config):
     return keys, eval_key
 
 
+def holdout_key(config):
+    """Key of the final TEST set: disjoint from the training keys and from the eval key.
+
+    The periodic eval set (``seed_keys``' eval key) selects the best checkpoint, so the
+    final result is reported on other fresh sequences. ``PRNGKey(seed)`` is split in two
+    for training and eval; folding the seed's key with a constant gives a third,
+    independent stream.
+    """
+    return jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x7E57)
+
+
 def make_eval(config) -> Callable:
     """``evaluate(params, key) -> metrics``: loss and task metrics on fresh sequences.
 

@@ -210,6 +210,12 @@ def test_adding_hs_baseline_and_criterion():
         out[:n_wrong] += 0.002  # error 0.041 >= 0.04
         m = task.metrics(out, sub)
         assert int(m["num_wrong"]) == n_wrong and bool(task.success(m)) == ok
+    # The paper's second condition, MSE < 0.01: 3 wrong sequences off by 3.0 give MSE
+    # 27/2560 = 0.0105 (the others off by 0.001), so the run fails although 3 <= 3.
+    out = sub["targets"] + 0.001
+    out[:3] += 3.0
+    m = task.metrics(out, sub)
+    assert int(m["num_wrong"]) == 3 and float(m["mse"]) > 0.01 and not task.success(m)
 
 
 def test_adding_le_target_and_baseline():
@@ -260,13 +266,23 @@ def test_temporal_order_hs_criterion_and_baseline(name):
                                rtol=reduction_rtol(b["targets"].size, LOG_TERM_OPS))
     assert float(m["error_rate"]) == 1.0 and not task.success(m)
     sign = 2 * b["targets"] - 1
-    # |sigmoid - target| = 0.29 on every unit passes the 0.3 criterion, 0.31 fails it.
-    good = sign * math.log(0.71 / 0.29)
+    # |sigmoid - target| = 0.01 on every unit, except 0.29 on every unit of 4 sequences:
+    # 0.29 passes the 0.3 criterion, 0.31 fails it.
+    good = sign * math.log(0.99 / 0.01)
+    good[:4] = sign[:4] * math.log(0.71 / 0.29)
     bad = good.copy()
     bad[:4, 0] = sign[:4, 0] * math.log(0.69 / 0.31)
-    assert task.success(task.metrics(good, b))
+    m = task.metrics(good, b)
+    np.testing.assert_allclose(m["sq_error"], (4 * C * 0.29**2 + (2560 - 4) * C * 0.01**2) / 2560,
+                               rtol=1e-4)  # float32 sigmoid of a logit: ~1e-7 relative per unit
+    assert task.success(m)
     m = task.metrics(bad, b)
     assert int(m["num_wrong"]) == 4 and not task.success(m)
+    # The paper's second condition: average error (squared, summed over the C output
+    # units) below 0.1. 0.29 on every unit of every sequence is never "wrong", but its
+    # average error C * 0.29**2 >= 0.336 fails.
+    m = task.metrics(sign * math.log(0.71 / 0.29), b)
+    assert int(m["num_wrong"]) == 0 and float(m["sq_error"]) > 0.1 and not task.success(m)
 
 
 def test_temporal_order_pascanu_matches_the_authors_generator():

@@ -81,6 +81,7 @@ def _naive_grads(step, params, c0, xs, loss_fn):
         lambda *g: np.array([np.linalg.norm(np.asarray(a, np.float64)) for a in g]), *grads)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_grad_norms_match_naive_per_lag_loop(name):
     cell, params, c0, xs = _setup(name)
@@ -95,6 +96,7 @@ def test_grad_norms_match_naive_per_lag_loop(name):
         np.testing.assert_allclose(10.0 ** np.asarray(gl, np.float64), w, rtol=1e-5)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["lstm", "user"])
 def test_jacobian_norms_match_jacrev_of_explicit_product(name):
     cell, params, c0, xs = _setup(name)
@@ -159,6 +161,7 @@ def _linear_setup(a, size=16, steps=2001):
     return step, w, c0, jnp.zeros((steps, 1))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("a", [0.5, 1.5])
 def test_log10_linear_cell_is_exact_in_float32_at_t_2001(a):
     """carry_t = a Q carry_{t-1}: every norm is a^(T-1-t); 0.5^2000 = 10^-602.06."""
@@ -225,6 +228,7 @@ def _np_sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
+@pytest.mark.numerics
 def test_forget_gate_stats_match_numpy_lstm_loop():
     cell = cells.lstm(H, forget_bias=1.5)
     params = cell.init(jax.random.PRNGKey(7), I)
@@ -247,6 +251,7 @@ def test_forget_gate_stats_match_numpy_lstm_loop():
     np.testing.assert_allclose(np.asarray(stats["per_step_mean"]), fs.mean(axis=(1, 2)), rtol=1e-5)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("kwargs", [dict(peephole=True), dict(coupled=True), dict(forget_gate=False)])
 def test_gate_activations_match_numpy_loop_for_lstm_variants(kwargs):
     cell = cells.lstm(H, **kwargs)
@@ -276,6 +281,7 @@ def test_gate_activations_match_numpy_loop_for_lstm_variants(kwargs):
         np.testing.assert_allclose(np.asarray(got[g]), np.stack(want[g]), atol=2e-6, err_msg=g)
 
 
+@pytest.mark.numerics
 def test_cell_state_path_is_the_forget_gate_product_when_h_does_not_feed_back():
     """With w_h = 0, dL/dc_t = v * prod_{s>t} f_s exactly (the constant error carousel)."""
     cell = cells.lstm(H, forget_bias=2.0)

@@ -198,6 +198,7 @@ def test_adding_hs_markers_and_target_follow_the_paper():
     assert np.max(np.flatnonzero(marker[:2000] == 1.0) % marker.shape[1]) == T // 2 - 1
 
 
+@pytest.mark.numerics
 def test_adding_hs_baseline_and_criterion():
     T = SETTINGS["adding"][2]
     task, b = draw("adding")
@@ -256,6 +257,7 @@ def test_temporal_order_hs_sequences_and_classes(name, n):
     assert [(min(p), max(p)) for p in seen] == paper
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["temporal_order_6a", "temporal_order_6b"])
 def test_temporal_order_hs_criterion_and_baseline(name):
     task, b = draw(name)
@@ -285,6 +287,7 @@ def test_temporal_order_hs_criterion_and_baseline(name):
     assert int(m["num_wrong"]) == 0 and float(m["sq_error"]) > 0.1 and not task.success(m)
 
 
+@pytest.mark.numerics
 def test_temporal_order_pascanu_matches_the_authors_generator():
     T = SETTINGS["temporal_order_pascanu"][2]
     task, b = draw("temporal_order_pascanu")
@@ -320,6 +323,7 @@ def test_temporal_order_rejects_short_sequences_and_bad_variant():
 
 # ----------------------------------------------------------------------------- copy memory
 
+@pytest.mark.numerics
 def test_copy_memory_layout_baseline_and_success():
     T = SETTINGS["copy_memory"][2]
     task, b = draw("copy_memory")
@@ -346,6 +350,7 @@ def test_copy_memory_layout_baseline_and_success():
 
 # ----------------------------------------------------------------------------- latch
 
+@pytest.mark.numerics
 def test_latch_class_lives_in_the_first_inputs_and_the_rest_is_noise():
     L, T = 3, SETTINGS["latch"][2]
     task, b = draw("latch")
@@ -366,6 +371,7 @@ def test_latch_class_lives_in_the_first_inputs_and_the_rest_is_noise():
     assert not task.success(task.metrics(near, b))
 
 
+@pytest.mark.numerics
 def test_latch_classification_and_varying_length():
     T = 30
     task, b = draw("latch", num_relevant=1, target="classification", vary_length=True)
@@ -472,6 +478,7 @@ def test_reber_conditioning_on_width_and_criterion():
 
 # ----------------------------------------------------------------------------- long lag
 
+@pytest.mark.numerics
 def test_long_lag_sequences_baseline_and_criterion():
     p = 8
     task, b = draw("long_lag")
@@ -520,6 +527,7 @@ def test_digits_split_is_fixed_disjoint_and_matches_sklearn():
     np.testing.assert_array_equal(rows["inputs"].reshape(200, 64), b["inputs"][..., 0])
 
 
+@pytest.mark.numerics
 def test_digits_test_split_sampler_covers_the_test_set_once():
     task, b = draw("digits_row")
     assert task.eval_size == b["inputs"].shape[0]

@@ -19,3 +19,21 @@ import jax
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _dtype_promotion_exception(request):
+    """Tests marked ``standard_dtype_promotion`` run under JAX's standard promotion.
+
+    For third-party code that relies on implicit promotion and that a test cannot route
+    around; each use says why. (optax's transforms need none: rnn_jax.training traces them
+    under standard promotion itself.)
+    """
+    if request.node.get_closest_marker("standard_dtype_promotion") is None:
+        yield
+        return
+    with jax.numpy_dtype_promotion("standard"):
+        yield

@@ -55,7 +55,7 @@ def _setup(name, seed=0):
 def _loss(states):
     """Direct terms at every step plus a final-state term, so every path matters."""
     leaves = jax.tree_util.tree_leaves(states)
-    per_step = sum(jnp.sum(jnp.sin(l) * jnp.arange(1, l.shape[0] + 1).reshape(
+    per_step = sum(jnp.sum(jnp.sin(l) * jnp.arange(1, l.shape[0] + 1, dtype=l.dtype).reshape(
         (-1,) + (1,) * (l.ndim - 1))) for l in leaves)
     final = sum(jnp.sum(l[-1] ** 2) for l in leaves)
     return 0.05 * per_step + final

@@ -13,7 +13,10 @@ What it does, in order:
    the local devices;
 5. after each chunk: stops on non-finite loss/gradients (unless
    ``config.skip_nonfinite``), logs, evaluates and checkpoints at their intervals;
-6. writes the final eval metrics to ``<workdir>/eval.json``.
+6. evaluates the final params on a TEST set, fresh sequences drawn from a key disjoint
+   from the training data and from the periodic eval set (which picks the best
+   checkpoint), and writes its metrics and ``success`` to ``<workdir>/eval.json``, with
+   the eval set's final metrics under ``"selection_eval"``.
 
 For several hosts call ``jax.distributed.initialize()`` first on every host; the mesh
 then spans ``jax.devices()`` and each host runs this same program (see the README).
@@ -216,16 +219,20 @@ def _train(config, workdir, task, ckpt) -> dict:
                               metrics={task.metric_name: final_eval[task.metric_name]})
         if final_eval is None:  # resumed a finished run: evaluate what was restored
             ev = jax.device_get(evaluate(state.params, eval_key))
+        # The reported result comes from sequences no decision was made on (issue 13):
+        # the eval set above selects the best checkpoint, so it is not a test set.
+        test = jax.device_get(evaluate(state.params, training.holdout_key(config)))
     finally:
         ckpt.wait()
         logger.close()
 
-    per_seed = {k: np.asarray(v) for k, v in ev.items()}
+    per_seed = {k: np.asarray(v) for k, v in test.items()}
     success = [bool(task.success({k: v[i] for k, v in per_seed.items()}))
                for i in range(config.num_seeds)]
     result = {"step": step, "metric_name": task.metric_name, "success": success,
-              **summarize(per_seed)}
+              **summarize(per_seed),
+              "selection_eval": summarize({k: np.asarray(v) for k, v in ev.items()})}
     write_json(os.path.join(workdir, "eval.json"), result)
-    logging.info("final eval at step %d: %s = %.4g (success %s)", step, task.metric_name,
+    logging.info("final test at step %d: %s = %.4g (success %s)", step, task.metric_name,
                  result[task.metric_name], success)
     return result

@@ -299,13 +299,15 @@ def _matrix_log_norm(n, ord):
     return jnp.log10(jnp.linalg.norm(n, 2))
 
 
-def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list):
+def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list, last=None):
     """Reverse scan of ``M_t = M_{t+1} J_{t+1}``, ``M_{T-1} = I``, with optional renormalisation.
 
     Returns per-step ``log10 ||M_t||`` (or ``||M_t||``) and, for the lags in ``lag_list``,
-    ``(N, scale)`` with ``M = N * 10**scale``.
+    ``(N, scale)`` with ``M = N * 10**scale``. Lags count back from ``last`` (default
+    T-1; a padded sequence's last valid step).
     """
     T = _num_steps(xs)
+    last = T - 1 if last is None else last
     flat0, unravel = ravel_pytree(carry)
     # The product, its norms and its SVD are kept in float32 (or wider) whatever the
     # carry's dtype: LAPACK has no bfloat16/float16 SVD, and a product of many bfloat16
@@ -342,7 +344,7 @@ def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list):
             lg_n = _log10_norm(n)
             n = n * jnp.where(jnp.isfinite(lg_n), jnp.power(10.0, -lg_n), 0.0).astype(n.dtype)
             lg = _lg_add(lg, lg_n)
-        hit = (T - 1 - t) == lags
+        hit = (last - t) == lags
         buf = jnp.where(hit.reshape(n_lags, 1, 1), n[None], buf)
         buf_lg = (jnp.where(hit, lg[0], buf_lg[0]), jnp.where(hit, lg[1], buf_lg[1]))
         return (n, lg, buf, buf_lg), measure(n, lg)
@@ -408,7 +410,9 @@ def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log1
                      lengths=None, batch_ndim: int = 0):
     """Singular values of ``M_t = d carry_{T-1} / d carry_t`` at chosen lags k = T-1-t.
 
-    Same product as :func:`jacobian_norms` (``lengths`` and ``batch_ndim`` as there).
+    Same product as :func:`jacobian_norms` (``lengths`` and ``batch_ndim`` as there;
+    with ``lengths`` each sequence's lags count back from its own last valid step, and a
+    lag beyond a sequence's length reads as the identity, all zeros in log10).
     Returns ``[*batch, len(lags), D]``, each row in descending order: ``log10`` of the
     singular values when ``log10=True`` (default), else the values. The product is
     renormalised per step as in :func:`jacobian_norms`, so the overall scale never
@@ -425,7 +429,9 @@ def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log1
         s = step
         if length:
             s, x = masked(step, x, length[0])
-        _, (buf, buf_lg) = _jacobian_scan(s, p, c, x, ord="fro", log10=True, lag_list=lag_list)
+        last = length[0] - 1 if length else None
+        _, (buf, buf_lg) = _jacobian_scan(s, p, c, x, ord="fro", log10=True, lag_list=lag_list,
+                                          last=last)
         sv = jnp.linalg.svd(buf, compute_uv=False)
         tiny = sv <= 0
         log_sv = jnp.where(tiny, -jnp.inf, jnp.log10(jnp.where(tiny, 1.0, sv)))

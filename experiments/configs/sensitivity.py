@@ -30,5 +30,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.lstm_hidden = 4
     c.lstm_forget_biases = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)   # timescales ~1.4 ... 150 steps
     c.lstm_seq_len = 1500
-    c.lstm_batch = 16
+    c.lstm_batch = 32
     return c

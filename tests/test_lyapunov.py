@@ -100,6 +100,8 @@ def test_tanh_rnn_matches_float64_reference():
     np.testing.assert_allclose(k2["exponents"], np.sort(unsorted[:2])[::-1], atol=2e-5)
     top = diagnostics.top_exponent(cell.step, p, cell.initial_carry(), xs)
     np.testing.assert_allclose(top, unsorted[0], atol=2e-5)
+    top_fwd = diagnostics.top_exponent(cell.step, p, cell.initial_carry(), xs, mode="fwd")
+    np.testing.assert_allclose(top_fwd, unsorted[0], atol=2e-5)
 
 
 def test_batch_lengths_and_nan_padding():

@@ -60,7 +60,7 @@ def _check_int(name, value, lo, hi=None):
 
 def lyapunov_exponents(step: Step, params, carry, xs, *, num_exponents: int | None = None,
                        discard: int = 0, lags: Sequence[int] | None = None, lengths=None,
-                       batch_ndim: int = 0) -> dict:
+                       batch_ndim: int = 0, mode: str = "rev") -> dict:
     """The Lyapunov spectrum of ``step`` along the trajectory from ``carry`` driven by ``xs``.
 
     Args:
@@ -80,6 +80,10 @@ def lyapunov_exponents(step: Step, params, carry, xs, *, num_exponents: int | No
         each sequence's exponents are averaged over its own ``lengths - discard`` steps.
       batch_ndim: leading carry axes that are independent examples (vmapped; ``xs`` is
         ``[T, *batch, ...]``); with 0 the whole carry is one system.
+      mode: how ``J_t Q`` is formed. ``"rev"`` (default): the full Jacobian from D vjps,
+        works for any step (custom VJPs included). ``"fwd"``: k jvps of the linearised
+        step, much cheaper for k << D (e.g. the top exponent of a large model), but the
+        step must support forward mode.
 
     Returns:
       dict with ``"exponents"``: float ``[*batch, k]``, natural log per step, in
@@ -93,6 +97,8 @@ def lyapunov_exponents(step: Step, params, carry, xs, *, num_exponents: int | No
     D = int(sum(one_leaves))
     k = D if num_exponents is None else _check_int("num_exponents", num_exponents, 1, D)
     discard = _check_int("discard", discard, 0, T - 1)
+    if mode not in ("rev", "fwd"):
+        raise ValueError(f"mode must be 'rev' or 'fwd', got {mode!r}")
     lag_list = []
     if lags is not None:
         if k != D:
@@ -111,13 +117,13 @@ def lyapunov_exponents(step: Step, params, carry, xs, *, num_exponents: int | No
         if length:
             s, x = masked(step, x, length[0])
         return _qr_scan(s, p, c, x, k=k, discard=discard, lag_list=lag_list,
-                        length=length[0] if length else None)
+                        length=length[0] if length else None, mode=mode)
 
     args = (params, carry, xs) + (() if lengths is None else (lengths,))
     return per_example(one, n, with_lengths=lengths is not None)(*args)
 
 
-def _qr_scan(step, params, carry, xs, *, k, discard, lag_list, length):
+def _qr_scan(step, params, carry, xs, *, k, discard, lag_list, length, mode="rev"):
     T = _num_steps(xs)
     flat0, unravel = ravel_pytree(carry)
     # QR and the log sums in float32 at least (no bfloat16 LAPACK; see gradient_flow).
@@ -136,9 +142,14 @@ def _qr_scan(step, params, carry, xs, *, k, discard, lag_list, length):
     def body(state, inputs):
         c, q, s, buf = state
         t, x = inputs
-        new_c, vjp = jax.vjp(lambda v: step_flat(v, x), c)
-        jac = jax.vmap(lambda r: vjp(r)[0])(eye)          # row i = e_i^T J
-        q_new, r = jnp.linalg.qr(jac @ q)                 # reduced: [D, k], [k, k]
+        if mode == "fwd":
+            new_c, lin = jax.linearize(lambda v: step_flat(v, x), c)
+            jq = jax.vmap(lin, in_axes=1, out_axes=1)(q)  # column j = J q_j
+        else:
+            new_c, vjp = jax.vjp(lambda v: step_flat(v, x), c)
+            jac = jax.vmap(lambda r: vjp(r)[0])(eye)      # row i = e_i^T J
+            jq = jac @ q
+        q_new, r = jnp.linalg.qr(jq)                      # reduced: [D, k], [k, k]
         log_r = jnp.log(jnp.abs(jnp.diagonal(r)))         # -inf for a zero pivot
         count = t >= discard
         s = jax.tree_util.tree_map(lambda new, old: jnp.where(count, new, old),

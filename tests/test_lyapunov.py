@@ -28,6 +28,11 @@ def test_diagonal_linear_gives_sorted_log_abs_lambda():
     cond = np.log10(np.abs(lam).max() / np.abs(lam).min()) * np.array([1, 5, 12])
     np.testing.assert_allclose(out["log10_condition"], cond, rtol=1e-5)
     assert int(out["steps"]) == T
+    # From a random orthonormal start the individual sums differ over a finite run, but
+    # their total is log|det| of the product whatever Q_0 is: T * sum log|lam_i|.
+    rnd = diagnostics.lyapunov_exponents(_diag_step, {"lam": jnp.asarray(lam)}, jnp.zeros(4), xs,
+                                         key=jax.random.PRNGKey(5), mode="fwd")
+    np.testing.assert_allclose(np.sum(rnd["exponents"]), np.sum(np.log(np.abs(lam))), atol=1e-5)
 
 
 def test_scaled_orthogonal_gives_log_a_everywhere_pytree_carry():

@@ -9,8 +9,9 @@ the run's eval key, so every call sees the same data):
   sequence's last valid step (:func:`rnn_jax.diagnostics.grad_norms`, ``log10=True``,
   exact at any magnitude), mean over the sequences, for k in 1, 10, 100 and T-1 (those
   below T);
-* ``top_lyapunov``: the largest Lyapunov exponent of the cell along the sequences
-  (:func:`rnn_jax.diagnostics.top_exponent`, forward mode, natural log per step);
+* ``top_lyapunov``: the largest finite-time Lyapunov exponent of the cell along the
+  sequences (:func:`rnn_jax.diagnostics.top_exponent`: forward mode, 8 random starting
+  directions, natural log per step, mean over the sequences);
 * ``timescale_median`` and ``timescale_pooled`` (cells with a ``retention``: LSTM
   forget gate, GRU update gate, ...): the median over units of
   ``-1/mean(log retention)``, and ``-1/mean(log retention)`` pooled over all units
@@ -40,6 +41,7 @@ from rnn_jax import diagnostics, models
 from rnn_jax.train.metrics_log import _truncate_jsonl
 
 PROBE_BATCH = 4            # sequences per seed each probe measures
+LYAPUNOV_DIRECTIONS = 8    # directions tracked for the top Lyapunov exponent
 CURVE_FILE = "gradient_lag.jsonl"
 
 
@@ -81,8 +83,12 @@ def make_probe(config):
                                            log10=True, lengths=length))
         idx = length - 1 - jnp.arange(T)
         curve = jnp.where(idx >= 0, g[jnp.clip(idx, 0, xs.shape[0] - 1)], jnp.nan)
+        # A few random directions (fixed key), forward mode: cheap, and with a random start
+        # the slow directions (the LSTM's cell state) show up within a short sequence.
+        d = sum(int(np.prod(l.shape)) for l in jax.tree_util.tree_leaves(carry0))
         top = diagnostics.top_exponent(cell.step, params["cell"], carry0, xs, lengths=length,
-                                       mode="fwd")
+                                       mode="fwd", num_exponents=min(d, LYAPUNOV_DIRECTIONS),
+                                       key=jax.random.PRNGKey(0))
         return curve, top
 
     def probe(params, batch):

@@ -99,11 +99,11 @@ def plot(runs, stem, seq_len):
         if j == 0:
             ax.set_ylabel("time lag k")
         plotting.panel_label(ax, r["label"])
-        ax.set_title(f"eval MSE {r['eval_loss']:.2g}", loc="right", fontsize=7, pad=3)
         ax2 = fig.add_subplot(grid[1, j])
         ax2.plot(steps, r["top_lyapunov"], color=plotting.PALETTE[1], label="top Lyapunov exponent")
         ax2.set_xlabel("training step")
         ax2.set_ylabel(r"$\lambda_1$ (per step)")
+        ax2.set_title(f"final eval MSE {r['eval_loss']:.2g}", loc="left", fontsize=7, pad=3)
         ax2.grid(True)
         if r["timescale"] is not None:
             ax3 = ax2.twinx()

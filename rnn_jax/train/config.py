@@ -22,7 +22,8 @@ CLIP_MODES = ("global_norm", "value", "adaptive", "none")
 # non-finite updates are skipped (the way to continue past a NaN stop). Anything else
 # differing means an incompatible checkpoint.
 RESUMABLE_FIELDS = ("num_steps", "eval_every", "checkpoint_every", "log_every",
-                    "keep_checkpoints", "progress_every_s", "num_devices", "skip_nonfinite")
+                    "keep_checkpoints", "progress_every_s", "num_devices", "skip_nonfinite",
+                    "diagnostics_every")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -75,6 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.progress_every_s = 10.0            # seconds between progress log lines
     c.skip_nonfinite = False             # True: skip updates with non-finite loss/grads instead of stopping
     c.num_devices = 0                    # shard the batch over this many local devices; 0 = all
+    c.diagnostics_every = 0              # gradient-flow probes every N steps (rnn_jax.train.probes); 0 = off
     return c
 
 
@@ -178,6 +180,7 @@ def validate(config) -> None:
         check_int(config, field)
     check_int(config, "task.eval_size", minimum=0)
     check_int(config, "num_devices", minimum=0)
+    check_int(config, "diagnostics_every", minimum=0)
     if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
         raise _field_error("seed", "an int >= 0", config.seed)
 

@@ -37,6 +37,7 @@ from absl import logging
 
 from rnn_jax import models, training
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import probes
 from rnn_jax.train.checkpointing import Checkpointer
 from rnn_jax.train.metrics_log import MetricsLogger, Progress, quiet_orbax, summarize, write_json
 
@@ -191,6 +192,12 @@ def _train(config, workdir, task, ckpt) -> dict:
     runner, evaluate = programs.runner, programs.evaluate
     chunk = math.gcd(config.log_every, math.gcd(config.eval_every, config.checkpoint_every))
     logger = MetricsLogger(workdir, start_step=start)
+    probe = None
+    if config.diagnostics_every:  # gradient-flow probes while training (issue 15)
+        chunk = math.gcd(chunk, config.diagnostics_every)
+        probe = probes.Probe(config, workdir, eval_key, start_step=start)
+        if start == 0:
+            probe(0, state.params, logger)
     progress = Progress(start, config.num_steps, config.progress_every_s)
     step, pending, final_eval, ev = start, [], None, None
     try:
@@ -211,6 +218,8 @@ def _train(config, workdir, task, ckpt) -> dict:
                 pending = []
                 record = logger.write(step, "train", chunk_metrics)
                 progress.update(step, record["loss"], force=done)
+            if probe is not None and step % config.diagnostics_every == 0:
+                probe(step, state.params, logger)
             if step % config.eval_every == 0 or step % config.checkpoint_every == 0 or done:
                 ev = jax.device_get(evaluate(state.params, eval_key))
                 final_eval = logger.write(step, "eval", ev)

@@ -44,6 +44,7 @@ import optax
 from rnn_jax import attention, models, ops, training
 from rnn_jax import initializers as inits
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
 EXPERIMENT = "classify"
@@ -329,7 +330,9 @@ def _plot_attention(weights, lengths, labels, preds, classes, path_stem, count=8
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the classifier of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    with quiet_orbax():
+    validate(config)  # before the claim: a bad config writes nothing
+    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
+                                          resumable=config_lib.RESUMABLE_FIELDS):
         return _train_and_evaluate(config, workdir)
 
 

@@ -43,6 +43,7 @@ from rnn_jax.data import series as series_lib
 from rnn_jax.models import CELLS
 from rnn_jax.ops import unroll
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import MetricsLogger, write_json
 
 EXPERIMENT = "forecast"
@@ -259,6 +260,7 @@ def _plot(path_stem, test_index, truth, one_step: dict, multi: dict, origin, hor
     return plotting.save(fig, path_stem)
 
 
+@workdir_lib.claims(EXPERIMENT, validate=validate)
 def train_and_evaluate(config, workdir: str, *, series: np.ndarray | None = None) -> dict:
     """Fit RNN/LSTM/GRU forecasters and the baselines; score and plot them on the test part.
 

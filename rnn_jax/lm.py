@@ -46,6 +46,7 @@ from rnn_jax import initializers as inits
 from rnn_jax import models, ops, training
 from rnn_jax.data import text as text_data
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
 EXPERIMENT = "char_lm"
@@ -379,7 +380,9 @@ def _plot_curve(workdir):
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the char LM of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    with quiet_orbax():
+    validate(config)  # before the claim: a bad config writes nothing
+    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
+                                          resumable=config_lib.RESUMABLE_FIELDS):
         return _train_and_evaluate(config, workdir)
 
 

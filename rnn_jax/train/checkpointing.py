@@ -22,10 +22,12 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.config import RESUMABLE_FIELDS
+from rnn_jax.train.workdir import IncompatibleWorkdirError
 
 
-class IncompatibleCheckpointError(ValueError):
+class IncompatibleCheckpointError(IncompatibleWorkdirError):
     """The workdir holds checkpoints of a run with a different config."""
 
 
@@ -34,28 +36,10 @@ def config_to_json_dict(config) -> dict:
     return json.loads(config.to_json())
 
 
-def _flatten(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_differences(saved: Mapping, current: Mapping) -> list[str]:
     """``"field: checkpoint=a, now=b"`` for each field that differs, except those in
     ``RESUMABLE_FIELDS`` (run length and logging cadence)."""
-    a, b = _flatten(saved), _flatten(current)
-    out = []
-    for field in sorted(set(a) | set(b)):
-        if field in RESUMABLE_FIELDS:
-            continue
-        va, vb = a.get(field, "<absent>"), b.get(field, "<absent>")
-        if va != vb:
-            out.append(f"{field}: checkpoint={va!r}, now={vb!r}")
-    return out
+    return workdir_lib.config_differences(saved, current, RESUMABLE_FIELDS)
 
 
 class Checkpointer:

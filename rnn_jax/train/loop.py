@@ -34,6 +34,7 @@ from absl import logging
 
 from rnn_jax import models, training
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.checkpointing import Checkpointer
 from rnn_jax.train.metrics_log import MetricsLogger, Progress, quiet_orbax, summarize, write_json
 
@@ -75,6 +76,8 @@ def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
                 "set skip_nonfinite=True to skip such updates.")
 
 
+@workdir_lib.claims("train", validate=config_lib.validate, resolve=resolve_config,
+                    resumable=config_lib.RESUMABLE_FIELDS)
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train ``config.num_seeds`` seeds in ``workdir`` (resuming if possible); return the final eval.
 

@@ -207,17 +207,30 @@ def claim(workdir: str, experiment: str, config, *, resumable: Sequence[str] = (
         check(workdir, experiment, config, resumable)
         yield workdir
         return
+    created = not os.path.exists(workdir)
     os.makedirs(workdir, exist_ok=True)
+    run_file = os.path.join(workdir, RUN_FILE)
+    had_run_file = os.path.exists(run_file)
     lock = _Lock(workdir)
     try:
         check(workdir, experiment, config, resumable)
         record = {"experiment": experiment, "config": config_json(config)}
-        tmp = os.path.join(workdir, RUN_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(run_file + ".tmp", "w", encoding="utf-8") as f:
             json.dump(record, f, indent=2, sort_keys=True)
             f.write("\n")
-        os.replace(tmp, os.path.join(workdir, RUN_FILE))
+        os.replace(run_file + ".tmp", run_file)
         yield workdir
+    except BaseException:
+        # A run that failed before writing anything of its own (bad data, a refused
+        # checkpoint) leaves the workdir as it found it.
+        if not had_run_file and set(os.listdir(workdir)) <= {RUN_FILE, LOCK_FILE}:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(run_file)
+            lock.release()
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(workdir)
+        raise
     finally:
         lock.release()
 

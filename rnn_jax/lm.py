@@ -46,6 +46,7 @@ from rnn_jax import initializers as inits
 from rnn_jax import models, ops, training
 from rnn_jax.data import text as text_data
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import interrupt as interrupt_lib
 from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
@@ -437,8 +438,11 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         progress = Progress(start, config.num_steps, config.progress_every_s)
         pending, last_eval = [], None
         t0 = time.perf_counter()
+        stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
         try:
             for step in range(start, config.num_steps):
+                if stop.requested:
+                    interrupt_lib.checkpoint_and_stop(ckpt, step, state, config)
                 # Step s trains on window s mod K; window 0 starts each epoch from zeros.
                 k = step % num_windows
                 state, m = train_step(state, xs[k], ys[k], jax.random.fold_in(k_noise, step),
@@ -462,6 +466,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
                 nats = float(evaluate(state.params, vx_d, vy_d))
                 last_eval = {METRIC: bits_per_char(nats), "val_loss": nats}
         finally:
+            stop.uninstall()
             ckpt.wait()
             logger.close()
         wall = time.perf_counter() - t0

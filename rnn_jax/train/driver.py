@@ -20,6 +20,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from rnn_jax.train import interrupt as interrupt_lib
 from rnn_jax.train.checkpointing import Checkpointer
 from rnn_jax.train.metrics_log import MetricsLogger, Progress, write_json
 
@@ -68,8 +69,11 @@ def run(config, workdir: str, *, init_state: Callable[[jax.Array], Any],
         logger = MetricsLogger(workdir, start_step=start)
         progress = Progress(start, config.num_steps, config.progress_every_s)
         pending = []
+        stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
         try:
             for step in range(start, config.num_steps):
+                if stop.requested:
+                    interrupt_lib.checkpoint_and_stop(ckpt, step, state, config)
                 state, m = step_fn(state, batch(step))
                 pending.append(m)
                 done = step + 1
@@ -87,6 +91,7 @@ def run(config, workdir: str, *, init_state: Callable[[jax.Array], Any],
                     if save:
                         ckpt.save(done, state, config, metrics={metric: ev[metric]})
         finally:
+            stop.uninstall()
             ckpt.wait()
             logger.close()
     finally:

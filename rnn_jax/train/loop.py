@@ -34,6 +34,7 @@ from absl import logging
 
 from rnn_jax import models, training
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import interrupt as interrupt_lib
 from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.checkpointing import Checkpointer
 from rnn_jax.train.metrics_log import MetricsLogger, Progress, quiet_orbax, summarize, write_json
@@ -193,8 +194,11 @@ def _train(config, workdir, task, ckpt) -> dict:
     logger = MetricsLogger(workdir, start_step=start)
     progress = Progress(start, config.num_steps, config.progress_every_s)
     step, pending, final_eval, ev = start, [], None, None
+    stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
     try:
         while step < config.num_steps:
+            if stop.requested:
+                interrupt_lib.checkpoint_and_stop(ckpt, step, state, config)
             # Chunk boundaries are multiples of `chunk` from step 0, so a resumed run
             # compiles and runs exactly the programs an uninterrupted run would.
             n = min(chunk - step % chunk, config.num_steps - step)
@@ -220,6 +224,7 @@ def _train(config, workdir, task, ckpt) -> dict:
         if final_eval is None:  # resumed a finished run: evaluate what was restored
             ev = jax.device_get(evaluate(state.params, eval_key))
     finally:
+        stop.uninstall()
         ckpt.wait()
         logger.close()
 

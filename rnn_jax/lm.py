@@ -418,16 +418,14 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
                         metric_name=METRIC, higher_is_better=False)
     try:
-        start = ckpt.latest_step()
-        if start is not None:
-            ckpt.check_compatible(start, config)
+        start = ckpt.resume_step(config)  # damaged checkpoints set aside; config checked
         write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         root = jax.random.PRNGKey(config.seed)
         k_init, k_noise, k_sample = jax.random.split(root, 3)
         # One jitted init: eager init would compile every small op separately.
         state = jax.jit(lambda k: init_state(config, V, k))(k_init)
         if start is not None:
-            state = ckpt.restore(start, state)
+            state, start = ckpt.restore_good(start, state, config)
             logging.info("resuming from step %d in %s", start, ckpt.directory)
         else:
             start = 0

@@ -55,13 +55,11 @@ def run(config, workdir: str, *, init_state: Callable[[jax.Array], Any],
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
                         metric_name=metric, higher_is_better=higher_is_better)
     try:
-        start = ckpt.latest_step()
-        if start is not None:
-            ckpt.check_compatible(start, config)
+        start = ckpt.resume_step(config)  # damaged checkpoints set aside; config checked
         write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         key = jax.random.PRNGKey(config.seed)
         if start is not None:
-            state = ckpt.restore(start, jax.eval_shape(init_state, key))
+            state, start = ckpt.restore_good(start, jax.eval_shape(init_state, key), config)
         else:
             # One jitted init: eager init would compile every small op separately.
             state, start = jax.jit(init_state)(key), 0

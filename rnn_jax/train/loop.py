@@ -70,9 +70,12 @@ def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
             order = np.argsort(idx, kind="stable")
             seed, i = int(seeds[order[0]]), int(idx[order[0]])
             # The failing step is number first_step + i + 1 (steps count from 1).
+            last = checkpointer.latest_step()
+            kept = (f"the last good checkpoint (step {last}) is kept" if last is not None
+                    else "no checkpoint exists yet, so a rerun starts from step 0")
             raise FloatingPointError(
                 f"non-finite {quantity} at step {first_step + i + 1} (seed index {seed}); "
-                f"the last good checkpoint (step {checkpointer.latest_step()}) is kept. "
+                f"{kept}. "
                 "Lower optimizer.learning_rate, enable clipping (optimizer.clip_norm), or "
                 "set skip_nonfinite=True to skip such updates.")
 
@@ -168,9 +171,8 @@ def _build_programs(config, mesh) -> _Programs:
 
 
 def _train(config, workdir, task, ckpt) -> dict:
-    start = ckpt.latest_step()
-    if start is not None:
-        ckpt.check_compatible(start, config)  # before writing anything into workdir
+    # Damaged checkpoints are set aside; config and num_steps checked; before writing anything.
+    start = ckpt.resume_step(config)
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
 
     mesh = make_mesh(config)
@@ -178,7 +180,7 @@ def _train(config, workdir, task, ckpt) -> dict:
     keys, eval_key = training.seed_keys(config)
     state = programs.init(keys)
     if start is not None:
-        state = ckpt.restore(start, state)
+        state, start = ckpt.restore_good(start, state, config)
         logging.info("resuming from the checkpoint at step %d in %s", start, ckpt.directory)
     else:
         start = 0

@@ -74,8 +74,11 @@ class MetricsLogger:
             # TensorBoard drops events at steps >= purge_step written before this file
             # (a SessionLog.START marker), as the jsonl truncation above does.
             earlier = any(n.startswith("events.out.tfevents") for n in os.listdir(workdir))
+            # The suffix keeps two runs started in the same second (the file name's time
+            # resolution) from writing one file.
             self._tb = SummaryWriter(logdir=workdir,
-                                     purge_step=start_step + 1 if earlier else None)
+                                     purge_step=start_step + 1 if earlier else None,
+                                     filename_suffix=f".{os.getpid()}.{start_step}")
 
     def write(self, step: int, split: str, per_seed: Mapping[str, np.ndarray]) -> dict:
         """Log one record; returns it."""

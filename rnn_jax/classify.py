@@ -208,12 +208,13 @@ def load_dataset(config) -> Dataset:
     vocab = tsv.build_token_vocab(train.texts, d.tokenizer, d.max_vocab or None)
     max_len = d.max_len or None
 
-    def part(ex, width=None):
+    def part(ex, source, width=None):
         ids, lengths = tsv.encode_padded(ex.texts, vocab, d.tokenizer, max_len or width)
-        return {"inputs": ids, "lengths": lengths, "labels": tsv.label_ids(ex.labels, classes)}
+        return {"inputs": ids, "lengths": lengths,
+                "labels": tsv.label_ids(ex.labels, classes, source)}
 
-    tr = part(train)
-    te = part(test)
+    tr = part(train, d.path)
+    te = part(test, d.test_path or f"{d.path} (the held-out test_fraction)")
     # One padded width for both splits, so train and eval share one compiled shape family.
     width = max(tr["inputs"].shape[1], te["inputs"].shape[1])
     for p in (tr, te):

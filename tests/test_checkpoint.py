@@ -15,6 +15,7 @@ import pytest
 from rnn_jax import training
 from rnn_jax.train import loop
 from rnn_jax.train.checkpointing import Checkpointer, IncompatibleCheckpointError
+from rnn_jax.train.workdir import IncompatibleWorkdirError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -173,10 +174,12 @@ def test_incompatible_checkpoint_is_refused_and_left_alone(reference, tmp_path, 
     config = tiny_config()
     old = config[field]
     config.update_from_flattened_dict({field: value})
-    with pytest.raises(IncompatibleCheckpointError) as e:
+    # Refused by the workdir claim (run.json) or, for a workdir without one, by the
+    # checkpoint's saved config; IncompatibleCheckpointError subclasses the former.
+    with pytest.raises(IncompatibleWorkdirError) as e:
         loop.train_and_evaluate(config, workdir)
     msg = str(e.value)
-    assert f"{field}: checkpoint={old!r}, now={value!r}" in msg
+    assert f"{field}: workdir={old!r}, now={value!r}" in msg
     assert snapshot() == before
 
 

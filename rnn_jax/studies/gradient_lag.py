@@ -43,6 +43,7 @@ import numpy as np
 
 from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks, training
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 
 # name -> (legend label, cell, cell kwargs; "T" stands for the task's seq_len)
 MODELS = {
@@ -441,6 +442,7 @@ def _jsonable(x):
     return x
 
 
+@workdir_lib.claims("gradient_lag", validate=validate)
 def run(config, workdir: str) -> dict:
     """Run the study described by ``config`` and write its outputs into ``workdir``.
 

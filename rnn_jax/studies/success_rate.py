@@ -49,6 +49,7 @@ import ml_collections
 import numpy as np
 from rnn_jax import models, plotting, tasks, training
 from rnn_jax.train import config as train_config_lib
+from rnn_jax.train import workdir as workdir_lib
 
 CELLS = ("rnn", "lstm", "gru")
 _LABELS = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU"}
@@ -250,6 +251,7 @@ def _write_results(workdir: str, results: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
+@workdir_lib.claims("success_rate", validate=validate)
 def run(config, workdir: str) -> dict:
     """Run the study described by ``config``; write its outputs into ``workdir``.
 

@@ -153,6 +153,17 @@ def check_optimizer(config) -> None:
         if o.warmup_steps >= total:
             raise ValueError(f"config.optimizer.warmup_steps ({o.warmup_steps}) must be below "
                              f"optimizer.decay_steps or num_steps ({total})")
+        if o.decay_steps and o.decay_steps < config.num_steps and o.end_learning_rate == 0:
+            # Past decay_steps the cosine schedule stays at end_learning_rate: with 0 every
+            # further step would be a no-op update (issue 17, item 4).
+            raise ValueError(
+                f"config.optimizer.decay_steps ({o.decay_steps}) is below num_steps "
+                f"({config.num_steps}): with the warmup_cosine schedule and "
+                "optimizer.end_learning_rate=0 the steps past decay_steps train at learning "
+                "rate 0. A finished cosine schedule cannot be extended in its workdir (changing "
+                "decay_steps changes the learning rate of the steps already trained): train "
+                f"the {config.num_steps}-step run in a new --workdir (decay_steps=0 follows "
+                "num_steps), or set optimizer.end_learning_rate > 0")
     if o.recurrent.enabled:
         _nonneg_float(config, "optimizer.recurrent.learning_rate", strictly=True)
         _nonneg_float(config, "optimizer.recurrent.clip_norm")

@@ -37,7 +37,9 @@ from absl import logging
 
 from rnn_jax import models, training
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import interrupt as interrupt_lib
 from rnn_jax.train import probes
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.checkpointing import Checkpointer
 from rnn_jax.train.metrics_log import MetricsLogger, Progress, quiet_orbax, summarize, write_json
 
@@ -72,13 +74,18 @@ def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
             order = np.argsort(idx, kind="stable")
             seed, i = int(seeds[order[0]]), int(idx[order[0]])
             # The failing step is number first_step + i + 1 (steps count from 1).
+            last = checkpointer.latest_step()
+            kept = (f"the last good checkpoint (step {last}) is kept" if last is not None
+                    else "no checkpoint exists yet, so a rerun starts from step 0")
             raise FloatingPointError(
                 f"non-finite {quantity} at step {first_step + i + 1} (seed index {seed}); "
-                f"the last good checkpoint (step {checkpointer.latest_step()}) is kept. "
+                f"{kept}. "
                 "Lower optimizer.learning_rate, enable clipping (optimizer.clip_norm), or "
                 "set skip_nonfinite=True to skip such updates.")
 
 
+@workdir_lib.claims("train", validate=config_lib.validate, resolve=resolve_config,
+                    resumable=config_lib.RESUMABLE_FIELDS)
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train ``config.num_seeds`` seeds in ``workdir`` (resuming if possible); return the final eval.
 
@@ -168,9 +175,8 @@ def _build_programs(config, mesh) -> _Programs:
 
 
 def _train(config, workdir, task, ckpt) -> dict:
-    start = ckpt.latest_step()
-    if start is not None:
-        ckpt.check_compatible(start, config)  # before writing anything into workdir
+    # Damaged checkpoints are set aside; config and num_steps checked; before writing anything.
+    start = ckpt.resume_step(config)
     write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
 
     mesh = make_mesh(config)
@@ -178,7 +184,7 @@ def _train(config, workdir, task, ckpt) -> dict:
     keys, eval_key = training.seed_keys(config)
     state = programs.init(keys)
     if start is not None:
-        state = ckpt.restore(start, state)
+        state, start = ckpt.restore_good(start, state, config)
         logging.info("resuming from the checkpoint at step %d in %s", start, ckpt.directory)
     else:
         start = 0
@@ -200,8 +206,11 @@ def _train(config, workdir, task, ckpt) -> dict:
             probe(0, state.params, logger)
     progress = Progress(start, config.num_steps, config.progress_every_s)
     step, pending, final_eval, ev = start, [], None, None
+    stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
     try:
         while step < config.num_steps:
+            if stop.requested:
+                interrupt_lib.checkpoint_and_stop(ckpt, step, state, config)
             # Chunk boundaries are multiples of `chunk` from step 0, so a resumed run
             # compiles and runs exactly the programs an uninterrupted run would.
             n = min(chunk - step % chunk, config.num_steps - step)
@@ -232,6 +241,7 @@ def _train(config, workdir, task, ckpt) -> dict:
         # the eval set above selects the best checkpoint, so it is not a test set.
         test = jax.device_get(evaluate(state.params, training.holdout_key(config)))
     finally:
+        stop.uninstall()
         ckpt.wait()
         logger.close()
 

@@ -15,8 +15,11 @@ What it does, in order:
    ``config.skip_nonfinite``), logs, evaluates and checkpoints at their intervals;
 6. writes the final eval metrics to ``<workdir>/eval.json``.
 
-For several hosts call ``jax.distributed.initialize()`` first on every host; the mesh
-then spans ``jax.devices()`` and each host runs this same program (see the README).
+Several processes (hosts): every experiment main takes ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` and connects the processes before this runs
+(:mod:`rnn_jax.train.distributed`); every process then runs this same function over a
+``("seed", "data")`` mesh of all processes' devices, process 0 alone writes the logs and
+result files, and all write the checkpoints together (see the README).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from absl import logging
 
 from rnn_jax import models, training
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import distributed
 from rnn_jax.train.checkpointing import Checkpointer
 from rnn_jax.train.metrics_log import MetricsLogger, Progress, quiet_orbax, summarize, write_json
 
@@ -50,13 +54,7 @@ def resolve_config(config):
     return config
 
 
-def make_mesh(config):
-    """A 1-D ``"data"`` mesh over ``config.num_devices`` devices (0 = all), or None for one."""
-    devices = jax.devices()
-    n = config.num_devices or len(devices)
-    if n == 1:
-        return None
-    return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
+make_mesh = distributed.make_mesh  # the ("seed", "data") mesh of all processes' devices
 
 
 def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
@@ -120,6 +118,16 @@ def restore_state(config, workdir: str, step: int | None = None):
         ckpt.close()
 
 
+class _NoLogger:
+    """What processes other than 0 log to: nothing (their metrics are process 0's)."""
+
+    def write(self, step, split, per_seed) -> dict:
+        return {"step": int(step), "split": split, **summarize(per_seed)}
+
+    def close(self) -> None:
+        pass
+
+
 class _Programs(NamedTuple):
     init: Callable
     runner: Callable  # n -> jitted (states) -> (states, metrics [num_seeds, n])
@@ -152,14 +160,22 @@ def _programs(config, mesh) -> _Programs:
 
 
 def _build_programs(config, mesh) -> _Programs:
-    init = jax.jit(jax.vmap(functools.partial(training.init_state, config)))
+    # States split over the mesh's "seed" axis; metrics and evals come back replicated,
+    # so every process can read them (a process cannot read another's shards).
+    states, whole = distributed.state_sharding(mesh), distributed.replicated(mesh)
+    seed_axis = None if mesh is None else "seed"
+    init = jax.jit(jax.vmap(functools.partial(training.init_state, config)),
+                   out_shardings=states)
 
     @functools.lru_cache(maxsize=None)
     def runner(n):
         run = functools.partial(training.run_steps, config, num_steps=n, mesh=mesh)
-        return jax.jit(jax.vmap(run), donate_argnums=0)
+        # spmd_axis_name: the batch's ("data",) constraint inside gains the seed axis.
+        return jax.jit(jax.vmap(run, spmd_axis_name=seed_axis), donate_argnums=0,
+                       out_shardings=(states, whole))
 
-    evaluate = jax.jit(jax.vmap(training.make_eval(config), in_axes=(0, None)))
+    evaluate = jax.jit(jax.vmap(training.make_eval(config), in_axes=(0, None),
+                                spmd_axis_name=seed_axis), out_shardings=whole)
     return _Programs(init, runner, evaluate)
 
 
@@ -167,11 +183,14 @@ def _train(config, workdir, task, ckpt) -> dict:
     start = ckpt.latest_step()
     if start is not None:
         ckpt.check_compatible(start, config)  # before writing anything into workdir
-    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    primary = distributed.is_primary()  # only process 0 writes logs and result files
+    if primary:
+        write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
 
     mesh = make_mesh(config)
     programs = _programs(config, mesh)
-    keys, eval_key = training.seed_keys(config)
+    # Host copies: the same values on every process, which jit then places.
+    keys, eval_key = (np.asarray(k) for k in training.seed_keys(config))
     state = programs.init(keys)
     if start is not None:
         state = ckpt.restore(start, state)
@@ -180,14 +199,10 @@ def _train(config, workdir, task, ckpt) -> dict:
         start = 0
     # Commit fresh and restored states alike (replicated over the mesh), so both hit
     # the same compiled programs.
-    if mesh is not None:
-        placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    else:
-        placement = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    state = jax.device_put(state, placement)
+    state = jax.device_put(state, distributed.state_sharding(mesh))
     runner, evaluate = programs.runner, programs.evaluate
     chunk = math.gcd(config.log_every, math.gcd(config.eval_every, config.checkpoint_every))
-    logger = MetricsLogger(workdir, start_step=start)
+    logger = MetricsLogger(workdir, start_step=start) if primary else _NoLogger()
     progress = Progress(start, config.num_steps, config.progress_every_s)
     step, pending, final_eval, ev = start, [], None, None
     try:
@@ -207,7 +222,8 @@ def _train(config, workdir, task, ckpt) -> dict:
                                  for k in pending[0]}
                 pending = []
                 record = logger.write(step, "train", chunk_metrics)
-                progress.update(step, record["loss"], force=done)
+                if primary:
+                    progress.update(step, record["loss"], force=done)
             if step % config.eval_every == 0 or step % config.checkpoint_every == 0 or done:
                 ev = jax.device_get(evaluate(state.params, eval_key))
                 final_eval = logger.write(step, "eval", ev)
@@ -225,7 +241,8 @@ def _train(config, workdir, task, ckpt) -> dict:
                for i in range(config.num_seeds)]
     result = {"step": step, "metric_name": task.metric_name, "success": success,
               **summarize(per_seed)}
-    write_json(os.path.join(workdir, "eval.json"), result)
+    if primary:
+        write_json(os.path.join(workdir, "eval.json"), result)
     logging.info("final eval at step %d: %s = %.4g (success %s)", step, task.metric_name,
                  result[task.metric_name], success)
     return result

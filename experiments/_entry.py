@@ -59,6 +59,7 @@ def define_main(run, default_config: str, multi_process: bool = False):
                                  "(or a multi-process cluster) is for experiments.train")
         distributed.maybe_initialize(coordinator.value, num_processes.value, process_id.value,
                                      timeout_s=timeout.value)
-        run(config.value, workdir.value)
+        with distributed.peer_errors_explained():
+            run(config.value, workdir.value)
 
     return main

@@ -31,6 +31,7 @@ died (see :data:`DEFAULT_TIMEOUT_S`); it never hangs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -234,3 +235,27 @@ def process_batch_rows(mesh, num_seeds: int, batch_size: int) -> dict[int, tuple
             a, b = rows.get(s, (lo, hi))
             rows[s] = (min(a, lo), max(b, hi))
     return rows
+
+
+class PeerFailedError(RuntimeError):
+    """Another process of the run died or failed, so this one cannot go on."""
+
+
+@contextlib.contextmanager
+def peer_errors_explained():
+    """Turn a failed cross-process collective into :class:`PeerFailedError` saying why.
+
+    With one process it changes nothing. After the error the process still waits up to
+    ``timeout_s`` at exit for JAX's shutdown barrier, which then fails (the dead peer's
+    heartbeats stopped) and aborts the process with a non-zero status.
+    """
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        raise PeerFailedError(
+            f"process {jax.process_index()} of {jax.process_count()}: a collective with the "
+            "other processes failed, most likely because one of them died or failed (see "
+            "its log). Restart every process with the same --workdir to resume from the "
+            f"last checkpoint. Cause: {str(e).splitlines()[0]}") from e

@@ -113,6 +113,11 @@ def restore_state(config, workdir: str, step: int | None = None):
         ckpt.check_compatible(step, config)
         keys, _ = training.seed_keys(config)
         like = jax.eval_shape(jax.vmap(functools.partial(training.init_state, config)), keys)
+        # Restore onto this process group's layout (orbax reshards a checkpoint written
+        # by another number of processes or devices, given the target sharding).
+        placed = distributed.state_sharding(make_mesh(config))
+        like = jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placed), like)
         return ckpt.restore(step, like)
     finally:
         ckpt.close()
@@ -188,6 +193,10 @@ def _train(config, workdir, task, ckpt) -> dict:
         write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
 
     mesh = make_mesh(config)
+    if jax.process_count() > 1:
+        logging.info("process %d of %d: batch rows %s of every step ({seed: (first, end)})",
+                     jax.process_index(), jax.process_count(),
+                     distributed.process_batch_rows(mesh, config.num_seeds, config.batch_size))
     programs = _programs(config, mesh)
     # Host copies: the same values on every process, which jit then places.
     keys, eval_key = (np.asarray(k) for k in training.seed_keys(config))

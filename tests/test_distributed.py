@@ -124,14 +124,11 @@ def test_two_processes_equal_one_process(runs):
         for k in ("loss", "grad_norm", "param_norm"):
             if k in b:
                 np.testing.assert_allclose(a[k], b[k], rtol=RTOL, err_msg=f"{a['split']} {k}")
-    # The runs did train: the parameters moved from their initial values.
+    # The runs did train: each step moved the parameters.
+    assert one[0]["update_norm"] > 1e-3
     c = _config()
-    keys, _ = training.seed_keys(c)
-    init = jax.vmap(lambda k: training.init_state(c, k))(keys).params
     p_two, p_one = (loop.restore_state(c, w).params for w in (runs["two"], runs["one"]))
-    moved = max(float(np.max(np.abs(a - b))) for a, b in
-                zip(jax.tree_util.tree_leaves(p_one), jax.tree_util.tree_leaves(init)))
-    assert moved > 1e-3
+    assert jax.tree_util.tree_structure(p_two) == jax.tree_util.tree_structure(p_one)
     for a, b in zip(jax.tree_util.tree_leaves(p_two), jax.tree_util.tree_leaves(p_one)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL, atol=1e-7)
     eval_two = json.load(open(os.path.join(runs["two"], "eval.json")))
@@ -146,7 +143,9 @@ def test_each_process_holds_its_rows_and_only_process_0_writes(runs):
     assert "process 1 of 2: batch rows {0: (2, 4)}" in logs[1], logs[1][-2000:]
     # One record per step and split (two writers would double them), one progress log.
     assert "step 4/4" in logs[0] and "step 4/4" not in logs[1]
-    assert sorted(os.listdir(runs["two"])) == sorted(os.listdir(runs["one"]))
+    def files(workdir):  # TensorBoard names its file by time and host
+        return sorted("events" if f.startswith("events.out") else f for f in os.listdir(workdir))
+    assert files(runs["two"]) == files(runs["one"])
 
 
 def test_resume_with_fewer_processes(runs, tmp_path):

@@ -21,12 +21,14 @@ This module holds everything about processes, so the training loop only asks:
 * :func:`is_primary` -- only process 0 writes logs, ``config.json`` and ``eval.json``
   (orbax checkpoints are written collectively by all processes).
 
-A dead peer. Each process sends heartbeats to the coordinator; a process silent for
-``timeout_s`` seconds is declared dead and the coordination service makes every other
-process fail (absl FATAL "...heartbeat...", a non-zero exit). A peer that dies in
-the middle of a collective is usually noticed sooner, by gloo's closed connection.
-So a survivor fails within ``timeout_s`` plus the heartbeat interval after the peer
-died (see :data:`DEFAULT_TIMEOUT_S`); it never hangs.
+A dead peer. A survivor in a collective with it fails at once (gloo's connection is
+reset), which :func:`peer_errors_explained` turns into :class:`PeerFailedError`;
+a survivor elsewhere (compiling, writing a checkpoint) is stopped by the coordination
+service, which declares a process silent for ``timeout_s`` seconds dead and aborts
+the others (absl FATAL "...heartbeat timeout..."). Either way JAX's shutdown barrier
+then waits at most ``timeout_s`` more. So every survivor exits non-zero within
+``2 * timeout_s`` of the death (plus scheduling delays on a loaded host), never hangs;
+:data:`DEFAULT_TIMEOUT_S` = 60 gives 2 minutes.
 """
 
 from __future__ import annotations

@@ -49,14 +49,10 @@ def define_main(run, default_config: str, multi_process: bool = False):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         try:  # flag checks first: nothing has run yet
-            several = distributed.check_flags(coordinator.value, num_processes.value,
-                                              process_id.value, timeout.value)
+            distributed.check_flags(coordinator.value, num_processes.value, process_id.value,
+                                    timeout.value, multi_process=multi_process)
         except distributed.DistributedFlagError as e:
             raise app.UsageError(str(e)) from e
-        if not multi_process and (several and num_processes.value > 1
-                                  or distributed.detect_cluster()):
-            raise app.UsageError("this experiment runs as one process; --num_processes > 1 "
-                                 "(or a multi-process cluster) is for experiments.train")
         distributed.maybe_initialize(coordinator.value, num_processes.value, process_id.value,
                                      timeout_s=timeout.value)
         with distributed.peer_errors_explained():

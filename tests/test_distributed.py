@@ -223,6 +223,13 @@ def test_flags_and_cluster_detection():
     assert distributed.detect_cluster({"TPU_WORKER_HOSTNAMES": "h0"}) is None
     assert distributed.detect_cluster({"OMPI_MCA_orte_hnp_uri": "x", "OMPI_COMM_WORLD_SIZE": "2"}) == "ompi"
     assert distributed.detect_cluster({}) is None
+    # Mains that train as one process refuse several, asked for or detected.
+    with pytest.raises(distributed.DistributedFlagError, match="runs as one process"):
+        distributed.check_flags("localhost:1234", 2, 0, multi_process=False, environ={})
+    with pytest.raises(distributed.DistributedFlagError, match="runs as one process"):
+        distributed.check_flags(None, None, None, multi_process=False,
+                                environ={**slurm, "SLURM_NTASKS": "2"})
+    assert distributed.check_flags("localhost:1234", 1, 0, multi_process=False, environ={})
     # Nothing asked and no cluster: one process, nothing initialized.
     assert distributed.maybe_initialize(environ={}) is False
 

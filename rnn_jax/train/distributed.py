@@ -56,14 +56,26 @@ class DistributedFlagError(ValueError):
 
 
 def check_flags(coordinator_address: str | None, num_processes: int | None,
-                process_id: int | None, timeout_s: int = DEFAULT_TIMEOUT_S) -> bool:
+                process_id: int | None, timeout_s: int = DEFAULT_TIMEOUT_S, *,
+                multi_process: bool = True, environ: Mapping[str, str] | None = None) -> bool:
     """Check the distributed flags; return True when they ask for ``initialize``.
 
     Explicit mode needs all three: ``--coordinator_address=host:port``,
     ``--num_processes >= 1`` and ``0 <= --process_id < --num_processes``. None of them
     (or ``--num_processes=1`` alone) means one process, unless a cluster is detected.
+    ``multi_process=False`` (a main whose loop neither shards nor restricts its writes
+    to process 0) refuses more than one process, by flags or by a detected cluster.
     Raises :class:`DistributedFlagError` naming the flag otherwise.
     """
+    explicit = _check_flags(coordinator_address, num_processes, process_id, timeout_s)
+    if not multi_process and ((explicit and num_processes > 1) or detect_cluster(environ)):
+        raise DistributedFlagError(
+            "this experiment runs as one process; --num_processes > 1 (or a multi-process "
+            "cluster such as an srun with several tasks) is for experiments.train")
+    return explicit
+
+
+def _check_flags(coordinator_address, num_processes, process_id, timeout_s) -> bool:
     if num_processes is not None and (not isinstance(num_processes, int) or num_processes < 1):
         raise DistributedFlagError(f"--num_processes must be an int >= 1, got {num_processes!r}")
     if not isinstance(timeout_s, int) or timeout_s < 1:

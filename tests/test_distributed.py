@@ -19,7 +19,6 @@ import jax
 import numpy as np
 import pytest
 
-from rnn_jax import training
 from rnn_jax.train import distributed, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,7 +99,7 @@ def runs(tmp_path_factory):
         # The reference trains in this process meanwhile (one device, same global batch).
         loop.train_and_evaluate(_config(), one)
     finally:
-        codes = _wait_all(procs, timeout=120)
+        codes = _wait_all(procs, timeout=240)  # a ceiling against hangs, ~30 s when idle
     texts = [open(p).read() for p in logs]
     assert codes == [0, 0], "\n".join(t[-3000:] for t in texts)
     return {"two": two, "one": one, "logs": texts}
@@ -165,13 +164,16 @@ def test_resume_with_fewer_processes(runs, tmp_path):
 def test_killed_process_fails_the_other_within_the_bound(tmp_path):
     workdir = str(tmp_path / "killed")
     # Long enough never to finish; logs every 2 steps so we see training under way.
+    # Two seeds: the seed axis splits over the processes (each trains one seed on the
+    # whole batch; only the replicated metrics cross between them).
     procs, logs = _launch(workdir, ["--config.num_steps=1000000", "--config.log_every=2",
+                                    "--config.num_seeds=2",
                                     "--config.eval_every=1000000",
                                     "--config.checkpoint_every=1000000",
                                     f"--distributed_timeout_s={TIMEOUT_S}"])
     try:
         metrics = os.path.join(workdir, "metrics.jsonl")
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while not (os.path.exists(metrics) and open(metrics).read().count("\n") >= 1):
             assert time.monotonic() < deadline, open(logs[0]).read()[-3000:]
             assert all(p.poll() is None for p in procs), open(logs[0]).read()[-3000:]
@@ -187,6 +189,7 @@ def test_killed_process_fails_the_other_within_the_bound(tmp_path):
     finally:
         _wait_all(procs, timeout=1)
     text = open(logs[0]).read()
+    assert "process 1 of 2: batch rows {1: (0, 4)}" in open(logs[1]).read()
     assert code != 0
     assert waited < bound, (waited, text[-3000:])
     assert "PeerFailedError" in text and "one of them died" in text, text[-3000:]

@@ -206,8 +206,8 @@ def _train(config, workdir, task, ckpt) -> dict:
         logging.info("resuming from the checkpoint at step %d in %s", start, ckpt.directory)
     else:
         start = 0
-    # Commit fresh and restored states alike (replicated over the mesh), so both hit
-    # the same compiled programs.
+    # Commit fresh and restored states alike (split over seeds, replicated over data),
+    # so both hit the same compiled programs.
     state = jax.device_put(state, distributed.state_sharding(mesh))
     runner, evaluate = programs.runner, programs.evaluate
     chunk = math.gcd(config.log_every, math.gcd(config.eval_every, config.checkpoint_every))

@@ -6,6 +6,8 @@ a coordinator (process 0 listens on ``coordinator_address``), after which
 ``jax.devices()`` lists every process's devices and a jitted program over a
 :class:`jax.sharding.Mesh` of them runs as one SPMD program, the collectives
 crossing processes (on CPU through gloo, ``jax_cpu_collectives_implementation``).
+See JAX's "Multi-process" guide (https://docs.jax.dev/en/latest/multi_process.html)
+and ``jax.distributed.initialize``'s docstring for the runtime itself.
 
 This module holds everything about processes, so the training loop only asks:
 

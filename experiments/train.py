@@ -12,7 +12,7 @@ from absl import app
 from experiments._entry import define_main, parse_flags
 from rnn_jax.train import train_and_evaluate
 
-main = define_main(train_and_evaluate, "adding.py")
+main = define_main(train_and_evaluate, "adding.py", multi_process=True)
 
 if __name__ == "__main__":
     app.run(main, flags_parser=parse_flags)

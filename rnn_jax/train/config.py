@@ -197,13 +197,10 @@ def validate(config) -> None:
 
     check_optimizer(config)
 
-    n_dev = config.num_devices or jax.local_device_count()
-    if config.num_devices > jax.local_device_count():
-        raise _field_error("num_devices", f"at most the {jax.local_device_count()} local devices "
-                           "(0 = all)", config.num_devices)
-    if config.batch_size % n_dev:
-        raise ValueError(f"config.batch_size ({config.batch_size}) must be divisible by the "
-                         f"number of devices it is sharded over ({n_dev}; config.num_devices)")
+    # Devices per process, and the batch split over the ("seed", "data") mesh
+    # (rnn_jax.train.distributed.layout), checked against every process's devices.
+    from rnn_jax.train import distributed
+    distributed.layout(config)
 
     # Cell and task constructors, and the task's own checks on seq_len.
     model = models.make_model(config)

@@ -18,8 +18,11 @@ What it does, in order:
    checkpoint), and writes its metrics and ``success`` to ``<workdir>/eval.json``, with
    the eval set's final metrics under ``"selection_eval"``.
 
-For several hosts call ``jax.distributed.initialize()`` first on every host; the mesh
-then spans ``jax.devices()`` and each host runs this same program (see the README).
+Several processes (hosts): every experiment main takes ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` and connects the processes before this runs
+(:mod:`rnn_jax.train.distributed`); every process then runs this same function over a
+``("seed", "data")`` mesh of all processes' devices, process 0 alone writes the logs and
+result files, and all write the checkpoints together (see the README).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from absl import logging
 
 from rnn_jax import models, training
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import distributed
 from rnn_jax.train import interrupt as interrupt_lib
 from rnn_jax.train import probes
 from rnn_jax.train import workdir as workdir_lib
@@ -56,13 +60,7 @@ def resolve_config(config):
     return config
 
 
-def make_mesh(config):
-    """A 1-D ``"data"`` mesh over ``config.num_devices`` devices (0 = all), or None for one."""
-    devices = jax.devices()
-    n = config.num_devices or len(devices)
-    if n == 1:
-        return None
-    return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
+make_mesh = distributed.make_mesh  # the ("seed", "data") mesh of all processes' devices
 
 
 def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
@@ -126,9 +124,24 @@ def restore_state(config, workdir: str, step: int | None = None):
         ckpt.check_compatible(step, config)
         keys, _ = training.seed_keys(config)
         like = jax.eval_shape(jax.vmap(functools.partial(training.init_state, config)), keys)
+        # Restore onto this process group's layout (orbax reshards a checkpoint written
+        # by another number of processes or devices, given the target sharding).
+        placed = distributed.state_sharding(make_mesh(config))
+        like = jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placed), like)
         return ckpt.restore(step, like)
     finally:
         ckpt.close()
+
+
+class _NoLogger:
+    """What processes other than 0 log to: nothing (their metrics are process 0's)."""
+
+    def write(self, step, split, per_seed) -> dict:
+        return {"step": int(step), "split": split, **summarize(per_seed)}
+
+    def close(self) -> None:
+        pass
 
 
 class _Programs(NamedTuple):
@@ -163,41 +176,52 @@ def _programs(config, mesh) -> _Programs:
 
 
 def _build_programs(config, mesh) -> _Programs:
-    init = jax.jit(jax.vmap(functools.partial(training.init_state, config)))
+    # States split over the mesh's "seed" axis; metrics and evals come back replicated,
+    # so every process can read them (a process cannot read another's shards).
+    states, whole = distributed.state_sharding(mesh), distributed.replicated(mesh)
+    seed_axis = None if mesh is None else "seed"
+    init = jax.jit(jax.vmap(functools.partial(training.init_state, config)),
+                   out_shardings=states)
 
     @functools.lru_cache(maxsize=None)
     def runner(n):
         run = functools.partial(training.run_steps, config, num_steps=n, mesh=mesh)
-        return jax.jit(jax.vmap(run), donate_argnums=0)
+        # spmd_axis_name: the batch's ("data",) constraint inside gains the seed axis.
+        return jax.jit(jax.vmap(run, spmd_axis_name=seed_axis), donate_argnums=0,
+                       out_shardings=(states, whole))
 
-    evaluate = jax.jit(jax.vmap(training.make_eval(config), in_axes=(0, None)))
+    evaluate = jax.jit(jax.vmap(training.make_eval(config), in_axes=(0, None),
+                                spmd_axis_name=seed_axis), out_shardings=whole)
     return _Programs(init, runner, evaluate)
 
 
 def _train(config, workdir, task, ckpt) -> dict:
     # Damaged checkpoints are set aside; config and num_steps checked; before writing anything.
     start = ckpt.resume_step(config)
-    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    primary = distributed.is_primary()  # only process 0 writes logs and result files
+    if primary:
+        write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
 
     mesh = make_mesh(config)
+    if jax.process_count() > 1:
+        logging.info("process %d of %d: batch rows %s of every step ({seed: (first, end)})",
+                     jax.process_index(), jax.process_count(),
+                     distributed.process_batch_rows(mesh, config.num_seeds, config.batch_size))
     programs = _programs(config, mesh)
-    keys, eval_key = training.seed_keys(config)
+    # Host copies: the same values on every process, which jit then places.
+    keys, eval_key = (np.asarray(k) for k in training.seed_keys(config))
     state = programs.init(keys)
     if start is not None:
         state, start = ckpt.restore_good(start, state, config)
         logging.info("resuming from the checkpoint at step %d in %s", start, ckpt.directory)
     else:
         start = 0
-    # Commit fresh and restored states alike (replicated over the mesh), so both hit
-    # the same compiled programs.
-    if mesh is not None:
-        placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    else:
-        placement = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    state = jax.device_put(state, placement)
+    # Commit fresh and restored states alike (split over seeds, replicated over data),
+    # so both hit the same compiled programs.
+    state = jax.device_put(state, distributed.state_sharding(mesh))
     runner, evaluate = programs.runner, programs.evaluate
     chunk = math.gcd(config.log_every, math.gcd(config.eval_every, config.checkpoint_every))
-    logger = MetricsLogger(workdir, start_step=start)
+    logger = MetricsLogger(workdir, start_step=start) if primary else _NoLogger()
     probe = None
     if config.diagnostics_every:  # gradient-flow probes while training (issue 15)
         chunk = math.gcd(chunk, config.diagnostics_every)
@@ -226,7 +250,8 @@ def _train(config, workdir, task, ckpt) -> dict:
                                  for k in pending[0]}
                 pending = []
                 record = logger.write(step, "train", chunk_metrics)
-                progress.update(step, record["loss"], force=done)
+                if primary:
+                    progress.update(step, record["loss"], force=done)
             if probe is not None and step % config.diagnostics_every == 0:
                 probe(step, state.params, logger)
             if step % config.eval_every == 0 or step % config.checkpoint_every == 0 or done:
@@ -251,7 +276,8 @@ def _train(config, workdir, task, ckpt) -> dict:
     result = {"step": step, "metric_name": task.metric_name, "success": success,
               **summarize(per_seed),
               "selection_eval": summarize({k: np.asarray(v) for k, v in ev.items()})}
-    write_json(os.path.join(workdir, "eval.json"), result)
+    if primary:
+        write_json(os.path.join(workdir, "eval.json"), result)
     logging.info("final test at step %d: %s = %.4g (success %s)", step, task.metric_name,
                  result[task.metric_name], success)
     return result

@@ -26,6 +26,13 @@ Outputs in ``--workdir``: ``config.json``, ``results.json`` (keys ``lags``, ``cu
 with ``label``/``cell``/``step``/``log10_grad_norm``/``log10_grad_norm_std`` per curve,
 plus variant-specific keys), ``gradient_lag.png``/``.pdf`` and, for "radius",
 ``jacobian_spectra.png``/``.pdf``.
+
+Resume: each group of models that trains as one program (for "models"; e.g. the three
+LSTM initialisations) and each activation (for "radius") is one point, written
+atomically to ``points/<key>.json`` when finished (:mod:`rnn_jax.studies.resume`).
+Rerunning the same command in the same workdir reloads finished points and computes only
+the rest, with the same numbers as an uninterrupted run. A workdir holding another
+experiment, or this study with another config, is refused naming the differing fields.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import ml_collections
 import numpy as np
 
 from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks, training
+from rnn_jax.studies import resume
 from rnn_jax.train import config as config_lib
 
 # name -> (legend label, cell, cell kwargs; "T" stands for the task's seq_len)
@@ -219,7 +227,7 @@ def _stack_states(states):
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *states)
 
 
-def _run_models(config):
+def _run_models(config, cached):
     task = tasks.get(config.task)
     T, S = config.seq_len, config.num_seeds
     steps = list(config.measure_at)
@@ -228,57 +236,67 @@ def _run_models(config):
                              config.diag_batch, T)
     curves = []
     for cell_name, names in _groups(config):
-        t0 = time.time()
-        tcs, labels = [], []
-        for name in names:
-            label, _, kwargs = MODELS[name]
-            kwargs = {k: (float(T) if v == "T" else v) for k, v in kwargs.items()}
-            tcs.append(_train_config(config, cell_name, kwargs, steps[-1]))
-            labels.append(label)
-        # Every model of the group x every seed is one row of the vmapped state. The step
-        # function is the same for the whole group, so the first config drives training.
-        keys, _ = training.seed_keys(tcs[0])
-        state = _stack_states([jax.vmap(functools.partial(training.init_state, tc))(keys)
-                               for tc in tcs])
-        cell = models.make_cell(tcs[0])
-        measure = jax.jit(jax.vmap(make_measure(cell, task, T), in_axes=(0, None)))
-        train_chunk = None
-        if chunk:
-            train_chunk = jax.jit(jax.vmap(lambda s, tc=tcs[0]: training.run_steps(tc, s, chunk)))
-        done = 0
-        for target in steps:
-            losses = None
-            while done < target:
-                state, metrics = train_chunk(state)
-                done += chunk
-                losses = np.asarray(metrics["loss"])[:, -1].reshape(len(names), S)
-            out = jax.device_get(measure(state.params, diag_batch))
-            for v, (name, label) in enumerate(zip(names, labels)):
-                rows = slice(v * S, (v + 1) * S)
-                h = _summarise(out["h"][rows])
-                loss = None if losses is None else float(losses[v].mean())
-                curve = {"label": label, "model": name, "cell": cell_name, "step": target,
-                         "log10_grad_norm": _finite_list(h["mean"]),
-                         "log10_grad_norm_std": _finite_list(h["std"]),
-                         "log10_grad_norm_seed_min": _finite_list(h["lo"]),
-                         "log10_grad_norm_seed_max": _finite_list(h["hi"]),
-                         "slope_per_lag": diagnostics.lag_slope(h["mean"]),
-                         "train_loss": loss}
-                if "c" in out:
-                    curve["log10_cell_grad_norm"] = _finite_list(_summarise(out["c"][rows])["mean"])
-                if "gate_mean" in out:
-                    curve["gate"] = "forget (f)" if cell_name == "lstm" else "update (z)"
-                    curve["mean_gate"] = float(np.mean(out["gate_mean"][rows]))
-                    curve["mean_log10_gate"] = float(np.mean(out["gate_mean_log10"][rows]))
-                curves.append(curve)
-                drop = h["mean"][0] - h["mean"][-1]
-                _log(f"{label:24s} step {target:5d}: log10 |dL/dh| drops {drop:6.2f} orders over "
-                     f"{T - 1} lags" + (f", train loss {loss:.4f}" if loss is not None else "")
-                     + (f", mean {curve['gate']} gate {curve['mean_gate']:.3f}"
-                        if "gate" in curve else "") + f" ({time.time() - t0:.1f} s)")
+        curves += cached("models_" + "+".join(names),
+                         functools.partial(_run_group, config, task, diag_batch, steps, chunk,
+                                           cell_name, names))
     order = {n: i for i, n in enumerate(_model_names(config))}
     curves.sort(key=lambda c: (c["step"], order[c["model"]]))
     return {"lags": list(range(T)), "curves": curves}
+
+
+def _run_group(config, task, diag_batch, steps, chunk, cell_name, names):
+    """The curves of one group of models that share a step function (one resume point)."""
+    T, S = config.seq_len, config.num_seeds
+    curves = []
+    t0 = time.time()
+    tcs, labels = [], []
+    for name in names:
+        label, _, kwargs = MODELS[name]
+        kwargs = {k: (float(T) if v == "T" else v) for k, v in kwargs.items()}
+        tcs.append(_train_config(config, cell_name, kwargs, steps[-1]))
+        labels.append(label)
+    # Every model of the group x every seed is one row of the vmapped state. The step
+    # function is the same for the whole group, so the first config drives training.
+    keys, _ = training.seed_keys(tcs[0])
+    state = _stack_states([jax.vmap(functools.partial(training.init_state, tc))(keys)
+                           for tc in tcs])
+    cell = models.make_cell(tcs[0])
+    measure = jax.jit(jax.vmap(make_measure(cell, task, T), in_axes=(0, None)))
+    train_chunk = None
+    if chunk:
+        train_chunk = jax.jit(jax.vmap(lambda s, tc=tcs[0]: training.run_steps(tc, s, chunk)))
+    done = 0
+    for target in steps:
+        losses = None
+        while done < target:
+            state, metrics = train_chunk(state)
+            done += chunk
+            losses = np.asarray(metrics["loss"])[:, -1].reshape(len(names), S)
+        out = jax.device_get(measure(state.params, diag_batch))
+        for v, (name, label) in enumerate(zip(names, labels)):
+            rows = slice(v * S, (v + 1) * S)
+            h = _summarise(out["h"][rows])
+            loss = None if losses is None else float(losses[v].mean())
+            curve = {"label": label, "model": name, "cell": cell_name, "step": target,
+                     "log10_grad_norm": _finite_list(h["mean"]),
+                     "log10_grad_norm_std": _finite_list(h["std"]),
+                     "log10_grad_norm_seed_min": _finite_list(h["lo"]),
+                     "log10_grad_norm_seed_max": _finite_list(h["hi"]),
+                     "slope_per_lag": diagnostics.lag_slope(h["mean"]),
+                     "train_loss": loss}
+            if "c" in out:
+                curve["log10_cell_grad_norm"] = _finite_list(_summarise(out["c"][rows])["mean"])
+            if "gate_mean" in out:
+                curve["gate"] = "forget (f)" if cell_name == "lstm" else "update (z)"
+                curve["mean_gate"] = float(np.mean(out["gate_mean"][rows]))
+                curve["mean_log10_gate"] = float(np.mean(out["gate_mean_log10"][rows]))
+            curves.append(curve)
+            drop = h["mean"][0] - h["mean"][-1]
+            _log(f"{label:24s} step {target:5d}: log10 |dL/dh| drops {drop:6.2f} orders over "
+                 f"{T - 1} lags" + (f", train loss {loss:.4f}" if loss is not None else "")
+                 + (f", mean {curve['gate']} gate {curve['mean_gate']:.3f}"
+                    if "gate" in curve else "") + f" ({time.time() - t0:.1f} s)")
+    return _jsonable(curves)
 
 
 def _plot_models(results, config, stem):
@@ -313,7 +331,7 @@ def _rnn_cell(hidden, activation, radius):
     return cells.Cell(base.init, base.initial_carry, step, hidden, ("h",))
 
 
-def _run_radius(config):
+def _run_radius(config, cached):
     task = tasks.get(config.task)
     T, H = config.seq_len, config.hidden_size
     batch = task.sample(jax.random.fold_in(jax.random.PRNGKey(config.seed), 10_000),
@@ -323,11 +341,13 @@ def _run_radius(config):
     # Jacobians are taken over the first T steps, valid in every sequence.
     xs_j = jnp.swapaxes(batch["inputs"][:n_j, :T], 0, 1)
     lags = [int(k) for k in config.spectra_lags]
-    curves, spectra = [], []
     t0 = time.time()
     radii = [float(r) for r in config.radii]
     S = config.num_seeds
-    for activation in config.activations:
+
+    def one_activation(activation):
+        """Curves and spectra of one activation, all radii (one resume point)."""
+        curves, spectra = [], []
         # The radius only changes the initial w_h, so all radii x seeds run as one program.
         cells_by_radius = [_rnn_cell(H, activation, r) for r in radii]
         cell = cells_by_radius[0]
@@ -373,6 +393,13 @@ def _run_radius(config):
             _log(f"{label:22s}: log10 ||dh_T/dh_t|| slope {curves[-1]['jacobian_slope_per_lag']:+.3f}"
                  f"/lag (bound log10 r = {math.log10(radius):+.3f}), grad drops "
                  f"{g['mean'][0] - g['mean'][-1]:.2f} orders ({time.time() - t0:.1f} s)")
+        return _jsonable({"curves": curves, "spectra": spectra})
+
+    curves, spectra = [], []
+    for activation in config.activations:
+        out = cached(f"radius_{activation}", functools.partial(one_activation, activation))
+        curves += out["curves"]
+        spectra += out["spectra"]
     return {"lags": list(range(T)), "curves": curves, "spectra": spectra,
             "spectra_lags": lags}
 
@@ -449,20 +476,33 @@ def run(config, workdir: str) -> dict:
     if not workdir:
         raise ValueError("workdir must be a directory path, got an empty value")
     validate(config)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    fprint = resume.claim(workdir, "gradient_lag", config)
     t0 = time.time()
     _log(f"variant {config.variant!r}, T={config.seq_len}, H={config.hidden_size}, "
          f"{config.num_seeds} seeds x {config.diag_batch} sequences -> {workdir}")
+    resumed = []
+
+    def cached(key, compute):
+        # One resume point: reload it if a previous run finished it, else compute and save.
+        point = resume.load_point(workdir, key, fprint)
+        if point is not None:
+            resumed.append(key)
+            _log(f"{key}: finished before, reloaded points/{key}.json")
+            return point
+        point = compute()
+        resume.save_point(workdir, key, fprint, point)
+        return point
+
     if config.variant == "models":
-        results = _run_models(config)
+        results = _run_models(config, cached)
     else:
-        results = _run_radius(config)
+        results = _run_radius(config, cached)
     results = _jsonable(dict(results, variant=config.variant, seq_len=config.seq_len,
-                             seconds=time.time() - t0))
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+                             seconds=time.time() - t0, resumed_points=resumed))
+    path = os.path.join(workdir, "results.json")
+    with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=1, allow_nan=False)
+    os.replace(path + ".tmp", path)
     stem = os.path.join(workdir, "gradient_lag")
     paths = (_plot_models if config.variant == "models" else _plot_radius)(results, config, stem)
     _log(f"done in {time.time() - t0:.1f} s; wrote results.json, " + ", ".join(

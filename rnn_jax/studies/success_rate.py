@@ -33,6 +33,12 @@ per point: ``cell``, ``clip`` (bool), ``seq_len``, ``num_seeds``, ``num_success`
 and ``seconds``; and ``success_rate.png``/``.pdf`` (one panel per clip setting, success
 rate against T with 95% Wilson intervals). results.json is rewritten after every
 point, so a long run can be watched (``"complete": false`` until the end).
+
+Resume: every finished point is also written atomically to ``points/<cell>_clip-<on|off>_T<T>.json``
+(:mod:`rnn_jax.studies.resume`). Rerunning the same command in the same workdir reloads
+the finished points and computes only the rest; the points equal an uninterrupted run's
+(each point's keys derive from ``config.seed`` alone). A workdir holding another
+experiment, or this study with another config, is refused naming the differing fields.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from rnn_jax import models, plotting, tasks, training
+from rnn_jax.studies import resume
 from rnn_jax.train import config as train_config_lib
 
 CELLS = ("rnn", "lstm", "gru")
@@ -250,6 +257,11 @@ def _write_results(workdir: str, results: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
+def point_key(cell: str, clip: bool, seq_len: int) -> str:
+    """The file name (without .json) of one finished point under ``<workdir>/points/``."""
+    return f"{cell}_clip-{'on' if clip else 'off'}_T{int(seq_len)}"
+
+
 def run(config, workdir: str) -> dict:
     """Run the study described by ``config``; write its outputs into ``workdir``.
 
@@ -260,10 +272,7 @@ def run(config, workdir: str) -> dict:
     validate(config)
     names, clips, seq_lens = cell_names(config), list(config.clip), list(config.seq_lens)
     task = tasks.get(config.task, **config.task_kwargs.to_dict())
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-        f.write("\n")
+    fprint = resume.claim(workdir, "success_rate", config)
     grid = [(cell, clip, t) for clip in clips for cell in names for t in seq_lens]
     eval_size = config.eval_size or task.eval_size
     results = {"task": config.task, "metric_name": task.metric_name, "clip_norm": float(config.clip_norm),
@@ -273,8 +282,19 @@ def run(config, workdir: str) -> dict:
          f"{config.num_seeds} seeds x {config.num_steps} steps each, success on {eval_size} "
          f"fresh sequences -> {workdir}")
     t0 = time.time()
+    resumed = 0
     for i, (cell, clip, seq_len) in enumerate(grid):
+        key = point_key(cell, clip, seq_len)
+        point = resume.load_point(workdir, key, fprint)
+        if point is not None:
+            resumed += 1
+            results["points"].append(point)
+            _log(f"[{i + 1}/{len(grid)}] {cell} clip {'on' if clip else 'off'} T={seq_len}: "
+                 f"finished before, {point['num_success']}/{point['num_seeds']} succeed "
+                 f"(points/{key}.json)")
+            continue
         point = run_point(config, cell, clip, seq_len)
+        resume.save_point(workdir, key, fprint, point)
         results["points"].append(point)
         results["seconds"] = time.time() - t0
         _write_results(workdir, results)
@@ -284,6 +304,7 @@ def run(config, workdir: str) -> dict:
              f"{point['num_success']}/{point['num_seeds']} succeed, median {task.metric_name} "
              f"{median}, {sum(point['diverged'])} diverged ({point['seconds']:.1f} s; "
              f"total {time.time() - t0:.0f} s)")
+    results["resumed_points"] = resumed
     results["complete"] = True
     results["seconds"] = time.time() - t0
     _write_results(workdir, results)

@@ -29,7 +29,7 @@ def default_config() -> ml_collections.ConfigDict:
     """All training fields and their defaults (an LSTM on the 1997 adding problem)."""
     c = ml_collections.ConfigDict()
     # Model.
-    c.cell = "lstm"                      # "rnn" | "lstm" | "gru"
+    c.cell = "lstm"                      # a name in rnn_jax.models.CELLS (rnn, lstm, gru, lru, ...)
     c.hidden_size = 128
     c.cell_kwargs = ml_collections.ConfigDict()  # constructor kwargs of rnn_jax.cells.<cell>
     # Task.

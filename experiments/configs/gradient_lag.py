@@ -61,7 +61,7 @@ def get_config(variant: str = "models") -> ml_collections.ConfigDict:
             c.seq_len = 1000
             c.num_seeds = 2
             c.diag_batch = 4
-            c.measure_at = (0, 200)
+            c.measure_at = (0, 100)
             c.train_batch = 8
     elif variant == "models":
         # Comma-separated names from experiments.gradient_lag.MODELS.

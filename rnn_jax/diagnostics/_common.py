@@ -23,7 +23,7 @@ import operator
 import jax
 import jax.numpy as jnp
 
-from rnn_jax.ops import _check_lengths, _num_steps, _where
+from rnn_jax import _scan
 
 
 def check_batch_ndim(batch_ndim, carry, xs) -> int:
@@ -66,18 +66,15 @@ def masked(step, xs, lengths):
     by :func:`check_lengths`. Returns ``(masked_step, (xs, valid))``; ``valid`` is bool
     ``[T, *lengths.shape]``.
     """
-    T = _num_steps(xs)
+    T = _scan.num_steps(xs)
     t = jnp.arange(T).reshape((T,) + (1,) * lengths.ndim)
     valid = t < lengths[None]
 
     def step_m(params, carry, x_v):
         x, v = x_v
         # Zero the padded inputs first: NaN padding must not reach the step at all.
-        x = jax.tree_util.tree_map(
-            lambda a: jnp.where(v.reshape(v.shape + (1,) * (a.ndim - v.ndim)), a,
-                                jnp.zeros((), a.dtype)), x)
-        new, y = step(params, carry, x)
-        return _where(v, new, carry), y
+        new, y = step(params, carry, _scan.zeros_where_not(v, x))
+        return _scan.where_tree(v, new, carry), y
 
     return step_m, (xs, valid)
 
@@ -86,4 +83,4 @@ def check_lengths(lengths, carry, xs):
     """Checked ``lengths`` (int array, clipped to [0, T]) or None."""
     if lengths is None:
         return None
-    return _check_lengths(lengths, carry, _num_steps(xs))
+    return _scan.check_lengths(lengths, carry, _scan.num_steps(xs))

@@ -45,7 +45,7 @@ from jax.flatten_util import ravel_pytree
 
 from rnn_jax.diagnostics._common import check_batch_ndim, check_lengths, masked, per_example
 from rnn_jax.diagnostics.gradient_flow import (_check_common, _lg_add, _lg_to_float, Step)
-from rnn_jax.ops import _num_steps
+from rnn_jax._scan import num_steps as _num_steps
 
 _LN10 = math.log(10.0)
 

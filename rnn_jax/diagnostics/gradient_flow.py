@@ -349,14 +349,14 @@ def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list, last=None):
         buf_lg = (jnp.where(hit, lg[0], buf_lg[0]), jnp.where(hit, lg[1], buf_lg[1]))
         return (n, lg, buf, buf_lg), measure(n, lg)
 
-    last = measure(eye, zero_lg)
+    at_last = measure(eye, zero_lg)  # M_{T-1} = I
     if T == 1:
-        return last[None], (buf, buf_lg)
+        return at_last[None], (buf, buf_lg)
     inputs = (jnp.arange(T - 1), flat_states[:-1],
               jax.tree_util.tree_map(lambda a: a[1:], xs))
     (_, _, buf, buf_lg), outs = jax.lax.scan(body, (eye, zero_lg, buf, buf_lg), inputs,
                                              reverse=True)
-    return jnp.concatenate([outs, last[None]]), (buf, buf_lg)
+    return jnp.concatenate([outs, at_last[None]]), (buf, buf_lg)
 
 
 def jacobian_norms(step: Step, params, carry, xs, *, ord: int | str = 2, log10: bool = False,

@@ -84,3 +84,11 @@ def check_lengths(lengths, carry, xs):
     if lengths is None:
         return None
     return _scan.check_lengths(lengths, carry, _scan.num_steps(xs))
+
+
+def accumulation_dtype(dtype):
+    """float64 for float64 data, float32 otherwise: products, norms and SVDs of bfloat16 or
+    float16 factors are accumulated in float32 (LAPACK has neither; ~3 digits per step
+    would be lost). Written out because ``jnp.promote_types`` refuses bfloat16 with
+    float32 under strict dtype promotion."""
+    return jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from rnn_jax.diagnostics._common import check_batch_ndim, check_lengths, masked, per_example
+from rnn_jax.diagnostics._common import (accumulation_dtype, check_batch_ndim, check_lengths,
+                                         masked, per_example)
 from rnn_jax.gates import lstm_pointwise
 from rnn_jax._scan import check_carry as _check_carry, num_steps as _num_steps
 
@@ -309,18 +310,20 @@ def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list, last=None):
     T = _num_steps(xs)
     last = T - 1 if last is None else last
     flat0, unravel = ravel_pytree(carry)
+    carry_dtype = flat0.dtype
     # The product, its norms and its SVD are kept in float32 (or wider) whatever the
     # carry's dtype: LAPACK has no bfloat16/float16 SVD, and a product of many bfloat16
     # factors would lose ~3 digits per step. Each step itself still runs in its own dtype
     # (unravel casts the float32 vector back to the carry's leaf dtypes).
-    acc = jnp.promote_types(flat0.dtype, jnp.float32)
+    acc = accumulation_dtype(flat0.dtype)
     flat0 = flat0.astype(acc)
     D = flat0.shape[0]
     states = _forward_states(step, params, carry, xs)
     flat_states = jax.vmap(lambda s: ravel_pytree(s)[0].astype(acc))(states)
 
     def step_flat(c, x):
-        return ravel_pytree(step(params, unravel(c), x)[0])[0].astype(acc)
+        # The step runs in the carry's own dtype (unravel casts only mixed-dtype trees).
+        return ravel_pytree(step(params, unravel(c.astype(carry_dtype)), x)[0])[0].astype(acc)
 
     eye = jnp.eye(D, dtype=flat0.dtype)
     lags = jnp.asarray(lag_list, jnp.int32).reshape(-1)

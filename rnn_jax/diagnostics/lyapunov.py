@@ -43,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from rnn_jax.diagnostics._common import check_batch_ndim, check_lengths, masked, per_example
+from rnn_jax.diagnostics._common import (accumulation_dtype, check_batch_ndim, check_lengths,
+                                         masked, per_example)
 from rnn_jax.diagnostics.gradient_flow import (_check_common, _lg_add, _lg_to_float, Step)
 from rnn_jax._scan import num_steps as _num_steps
 
@@ -130,13 +131,15 @@ def lyapunov_exponents(step: Step, params, carry, xs, *, num_exponents: int | No
 def _qr_scan(step, params, carry, xs, *, k, discard, lag_list, length, mode="rev", key=None):
     T = _num_steps(xs)
     flat0, unravel = ravel_pytree(carry)
+    carry_dtype = flat0.dtype
     # QR and the log sums in float32 at least (no bfloat16 LAPACK; see gradient_flow).
-    acc = jnp.promote_types(flat0.dtype, jnp.float32)
+    acc = accumulation_dtype(flat0.dtype)
     D = flat0.shape[0]
     eye = jnp.eye(D, dtype=acc)
 
     def step_flat(c, x):
-        return ravel_pytree(step(params, unravel(c), x)[0])[0].astype(acc)
+        # The step runs in the carry's own dtype (unravel casts only mixed-dtype trees).
+        return ravel_pytree(step(params, unravel(c.astype(carry_dtype)), x)[0])[0].astype(acc)
 
     lags = jnp.asarray(lag_list if lag_list else [0], jnp.int32)
     n_lags = lags.shape[0]

@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from rnn_jax.diagnostics._common import check_batch_ndim, check_lengths, masked, per_example
+from rnn_jax.diagnostics._common import (accumulation_dtype, check_batch_ndim, check_lengths,
+                                         masked, per_example)
 from rnn_jax.diagnostics.gradient_flow import _check_common, _log10_norm, _norm, Step
 from rnn_jax._scan import num_steps as _num_steps
 
@@ -102,7 +103,7 @@ def _forward_tangents(step, params, carry, xs, wrt, log10):
         new_c, lin = jax.linearize(f, theta_flat, c)
         dc = jax.vmap(lin)(eye, dc)
         leaves = jax.tree_util.tree_leaves(dc)
-        flat = jnp.concatenate([l.reshape(-1).astype(jnp.promote_types(l.dtype, jnp.float32))
+        flat = jnp.concatenate([l.reshape(-1).astype(accumulation_dtype(l.dtype))
                                 for l in leaves])
         return (new_c, dc), (_log10_norm(flat) if log10 else _norm(flat))
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_jax.diagnostics._common import check_lengths
+from rnn_jax.diagnostics._common import accumulation_dtype, check_lengths
 from rnn_jax.diagnostics.gradient_flow import _check_common
 
 
@@ -79,7 +79,7 @@ def timescales(cell, params, carry, xs, *, lengths=None) -> dict:
     r = retention_trace(cell, params, carry, xs)
     # The average is taken in float32 at least (bfloat16 logs of r near 1 lose the digits
     # that matter: log(0.999) needs 3 significant digits of 1 - r).
-    r = r.astype(jnp.promote_types(r.dtype, jnp.float32))
+    r = r.astype(accumulation_dtype(r.dtype))
     T = r.shape[0]
     if lengths is None:
         valid = jnp.ones(r.shape[:-1], bool)

@@ -29,6 +29,7 @@ def test_jacobian_norms_batch_per_example_equals_loop():
         # Lags count back from each sequence's own last valid step.
         one_sp = diagnostics.jacobian_spectra(cell.step, p, cell.initial_carry(), xs[:L, b], [1])
         np.testing.assert_allclose(sp[b], one_sp, atol=1e-4)
+        assert np.abs(np.asarray(one_sp)).max() > 1e-2   # a real product, not the identity
     # grad_norms with lengths: a loss on the last state reads the last valid one.
     g = diagnostics.grad_norms(cell.step, p, cell.initial_carry(), xs_nan[:, 1],
                                lambda s: jnp.sum(s[0][-1] ** 2), lengths=3)

@@ -4,10 +4,9 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from rnn_jax import diagnostics, models
+from rnn_jax import diagnostics, models, training
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import loop, probes
 
@@ -44,7 +43,7 @@ def test_probes_logged_resumed_and_correct(tmp_path):
     state = loop.restore_state(c, wd)
     params = jax.tree_util.tree_map(lambda a: a[0], state.params)
     model = models.make_model(loop.resolve_config(c))
-    _, eval_key = __import__("rnn_jax").training.seed_keys(c)
+    _, eval_key = training.seed_keys(c)
     batch = model.task.sample(jax.random.fold_in(eval_key, 0x5eed), probes.PROBE_BATCH, 22)
     vals = []
     for i in range(probes.PROBE_BATCH):

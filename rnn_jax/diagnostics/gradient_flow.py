@@ -308,7 +308,7 @@ def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list, last=None):
     T-1; a padded sequence's last valid step).
     """
     T = _num_steps(xs)
-    last = T - 1 if last is None else last
+    last_valid = T - 1 if last is None else last
     flat0, unravel = ravel_pytree(carry)
     carry_dtype = flat0.dtype
     # The product, its norms and its SVD are kept in float32 (or wider) whatever the
@@ -347,7 +347,7 @@ def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list, last=None):
             lg_n = _log10_norm(n)
             n = n * jnp.where(jnp.isfinite(lg_n), jnp.power(10.0, -lg_n), 0.0).astype(n.dtype)
             lg = _lg_add(lg, lg_n)
-        hit = (last - t) == lags
+        hit = (last_valid - t) == lags
         buf = jnp.where(hit.reshape(n_lags, 1, 1), n[None], buf)
         buf_lg = (jnp.where(hit, lg[0], buf_lg[0]), jnp.where(hit, lg[1], buf_lg[1]))
         return (n, lg, buf, buf_lg), measure(n, lg)

@@ -34,7 +34,6 @@ from jax.flatten_util import ravel_pytree
 from rnn_jax.diagnostics._common import (accumulation_dtype, check_batch_ndim, check_lengths,
                                          masked, per_example)
 from rnn_jax.diagnostics.gradient_flow import _check_common, _log10_norm, _norm, Step
-from rnn_jax._scan import num_steps as _num_steps
 
 
 def _split(params, wrt):

@@ -98,7 +98,7 @@ def make_probe(config):
                                                               examples)
         finite = jnp.isfinite(curve)
         mean_curve = (jnp.sum(jnp.where(finite, curve, 0.0), axis=0)
-                      / jnp.maximum(jnp.sum(finite, axis=0), 1))
+                      / jnp.maximum(jnp.sum(finite, axis=0, dtype=curve.dtype), 1.0))
         mean_curve = jnp.where(jnp.any(finite, axis=0), mean_curve, jnp.nan)
         scalars = {f"log10_grad_lag{k}": mean_curve[k] for k in lags}
         scalars["top_lyapunov"] = jnp.mean(top)

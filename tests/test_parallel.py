@@ -95,7 +95,8 @@ def test_parallel_equals_sequential_float64_with_resets(name):
         _compare(got, want, 1e-12)
         # No gradient crosses a reset: sequence 0's outputs from step 4 on do not depend on
         # its inputs before step 4.
-        g = jax.grad(lambda x: jnp.sum(cell.parallel_unroll(params, carry, x, resets=resets)[1][4:, 0]))(xs)
+        late = lambda x: jnp.sum(cell.parallel_unroll(params, carry, x, resets=resets)[1][4:, 0])
+        g = jax.grad(late)(xs)
         assert np.all(np.asarray(g[:4, 0]) == 0) and np.any(np.asarray(g[4:, 0]) != 0)
 
 

@@ -221,8 +221,8 @@ def min_gru(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_u
 
     with ``g(k) = k + 0.5`` (k >= 0), ``sigmoid(k)`` (k < 0), so ``h~ > 0`` and the parallel
     path can run in log space (the paper's "log-space" minGRU). The step computes it in
-    linear space, the parallel path in log space; both use g, so they compute one function. The gates see ``x_t`` only, so
-    ``d h_t / d h_{t-1} = diag(1 - z_t)``.
+    linear space, the parallel path in log space; both use g, so they compute one
+    function. The gates see ``x_t`` only, so ``d h_t / d h_{t-1} = diag(1 - z_t)``.
 
     Gate blocks ``("z", "h")``. Params: ``w_x: [I, 2H]``, ``b: [2H]``. Carry: ``h: [*batch, H]``.
     """

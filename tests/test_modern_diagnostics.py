@@ -1,5 +1,5 @@
-"""Gradient norms against lag for the modern cells, exact in log space: checked against
-float64 explicit Jacobian products."""
+"""Gradient norms against lag and Jacobian norms for the modern cells, exact in log space:
+checked against float64 explicit Jacobian products."""
 
 import jax
 import jax.flatten_util
@@ -50,7 +50,13 @@ def _explicit_log10_grad_norms(cell, params, xs, w):
     for n in sizes:
         out.append(np.log10([np.linalg.norm(v[start:start + n]) for v in adj]))
         start += n
-    return out
+    # M_{T-1} = I, M_t = M_{t+1} J_{t+1}: log10 of the Frobenius norms, [T].
+    M = np.eye(len(flat0))
+    fro = [np.log10(np.linalg.norm(M))]
+    for J in reversed(Js):
+        M = M @ J
+        fro.append(np.log10(np.linalg.norm(M)))
+    return out, np.array(fro[::-1])
 
 
 @pytest.mark.parametrize("name", sorted(MAKERS))
@@ -74,7 +80,7 @@ def test_grad_norms_log10_match_float64_jacobian_products(name):
     with jax.enable_x64(True):
         p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
         cell64 = MAKERS[name](jnp.float64)
-        want = _explicit_log10_grad_norms(cell64, p64, jnp.asarray(xs, jnp.float64),
+        want, want_fro = _explicit_log10_grad_norms(cell64, p64, jnp.asarray(xs, jnp.float64),
                                           jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), w))
     if name == "min_gru":
         assert want[0][0] < -50  # the case really leaves float32's range
@@ -87,3 +93,7 @@ def test_grad_norms_log10_match_float64_jacobian_products(name):
         finite = np.isfinite(r)
         np.testing.assert_array_equal(np.isfinite(g), finite)
         np.testing.assert_allclose(g[finite], r[finite], atol=1e-4)
+    # jacobian_norms (Frobenius, log10) against the same float64 products.
+    fro = np.asarray(diagnostics.jacobian_norms(cell.step, params, cell.initial_carry(), xs,
+                                                ord="fro", log10=True), np.float64)
+    np.testing.assert_allclose(fro, want_fro, atol=1e-4)

@@ -69,10 +69,8 @@ def test_forecast_refuses_a_train_workdir_and_changes_nothing(tmp_path, legacy):
     with pytest.raises(IncompatibleWorkdirError) as e:
         forecast.train_and_evaluate(small_forecast_config(), workdir)
     msg = str(e.value)
-    if legacy:  # judged by config.json: the differing fields are named
-        assert "experiment: workdir='<absent>', now='forecast'" in msg and "config.json" in msg
-    else:
-        assert "holds a run of experiment 'train'" in msg and "not 'forecast'" in msg
+    assert "holds a run of experiment 'train'" in msg and "not 'forecast'" in msg
+    assert ("judged by its config.json" in msg) == legacy
     assert snapshot(workdir) == before
 
 
@@ -102,6 +100,18 @@ def test_study_refuses_its_own_workdir_with_another_config(tmp_path):
     assert "hidden_size: workdir=64, now=32" in str(e.value)
     assert "seq_len: workdir=100, now=50" in str(e.value)
     assert snapshot(workdir) == before
+
+
+def test_legacy_workdir_of_the_same_non_resuming_experiment_compares_fields(tmp_path):
+    workdir = tmp_path / "fc"
+    workdir.mkdir()
+    old = small_forecast_config()
+    (workdir / "config.json").write_text(json.dumps(old.to_dict()))
+    new = small_forecast_config()
+    new.window = 20
+    with pytest.raises(IncompatibleWorkdirError, match="window: workdir=12, now=20"):
+        forecast.train_and_evaluate(new, str(workdir))
+    assert sorted(os.listdir(workdir)) == ["config.json"]
 
 
 def test_train_refuses_a_forecast_workdir(tmp_path):

@@ -17,8 +17,11 @@ which, before anything else is written:
    the run that made the workdir) and raises :class:`IncompatibleWorkdirError` naming
    every differing field when it holds another experiment or another config (fields in
    ``resumable`` may differ: the run length and logging cadence of a resumable run). A
-   workdir written before run.json existed is checked against its ``config.json``; a
-   workdir holding ``checkpoints/`` but neither file is refused as unknown.
+   workdir written before run.json existed is checked against its ``config.json``: the
+   experiment (its ``experiment`` field, or recognised by its fields), and for runs that
+   do not resume every field (resuming runs leave that to their checkpoints, which store
+   the same resolved config as config.json). A workdir holding ``checkpoints/`` but
+   neither file is refused as unknown.
 3. writes run.json with the current config.
 
 With several JAX processes (multi-host), only process 0 takes the lock and writes
@@ -169,8 +172,18 @@ def check(workdir: str, experiment: str, config, resumable: Sequence[str] = ()) 
             raise IncompatibleWorkdirError(
                 f"{legacy} is unreadable ({e}); refusing to write into {where}. Use a new "
                 "--workdir") from None
-        diffs = config_differences(saved_config, current, resumable, label="workdir",
-                                   ignore_saved_only=True)
+        if not isinstance(saved_config, dict):
+            saved_config = {}
+        saved_experiment = _infer_experiment(saved_config)
+        if saved_experiment != experiment:
+            raise IncompatibleWorkdirError(
+                f"workdir {where} holds a run of experiment {saved_experiment!r} (judged by its "
+                f"config.json), not {experiment!r}; refusing to overwrite it. Use a new --workdir")
+        # config.json holds the resolved config (e.g. the cosine schedule's length pinned
+        # to num_steps): runs that resume leave the field-by-field check to their
+        # checkpoints, which store the resolved config too.
+        diffs = [] if resumable else config_differences(
+            saved_config, current, resumable, label="workdir", ignore_saved_only=True)
         source = "config.json"
     elif os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise IncompatibleWorkdirError(
@@ -186,6 +199,20 @@ def check(workdir: str, experiment: str, config, resumable: Sequence[str] = ()) 
             f"workdir {where} holds a {experiment!r} run with a different config ({source}); "
             f"refusing to overwrite it. Differences: {'; '.join(diffs)}. Use a new --workdir, "
             f"or the original config{may}")
+
+
+def _infer_experiment(saved: Mapping) -> str:
+    """The experiment that wrote a config.json without run.json: its ``experiment`` field
+    (the applications), else recognised by the fields only it has."""
+    if "experiment" in saved:
+        return str(saved["experiment"])
+    if "seq_lens" in saved:
+        return "success_rate"
+    if "diag_batch" in saved:
+        return "gradient_lag"
+    if isinstance(saved.get("task"), Mapping) and "cell" in saved:
+        return "train"
+    return "unknown"
 
 
 def _is_main_process() -> bool:

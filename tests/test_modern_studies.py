@@ -104,6 +104,7 @@ def test_gradient_lag_model_kwargs_flow_and_are_checked(tmp_path):
         gradient_lag.run(c, str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()
     c = _tiny_modern()
+    c.models = "slstm"
     c.model_kwargs.slstm.num_heads = 3   # does not divide H = 4
     with pytest.raises(ValueError, match="model_kwargs.slstm.*num_heads"):
         gradient_lag.validate(c)

@@ -15,6 +15,25 @@ lags 0..99, at steps 0 / 100 / 1000: tanh RNN 2.96 / 9.72 / 7.65; LSTM forget bi
 only model that learns the task: train loss 0.0003 vs ~0.034); GRU 13.07 / 13.79 / 13.84.
 ":radius": the linear RNN's Jacobian norm slope is exactly log10(r) per lag; the tanh
 RNN's stays below it (-0.305 ... +0.033 per lag for r = 0.5 ... 1.5).
+
+":modern" (issue 14): tanh RNN, LSTM (chrono), GRU, LRU (r_min 0.9 / 0.99, r_max 0.999,
+phases in [0, pi/10]), minGRU, minLSTM, sLSTM (4 heads), IndRNN (relu, |u| <= 2^(1/T)), T=100,
+H=64, 3 seeds x 16 sequences, measured at steps 0 / 100 / 1000 (Adam 3e-3, clip 1, batch 16);
+every model's cell kwargs are in config.model_kwargs.
+
+    python -m experiments.gradient_lag --workdir=runs/gl_modern \
+        --config=experiments/configs/gradient_lag.py:modern
+
+Runtime: 2173 s wall on the 2-core AMD EPYC shared with other jobs (load 14-26), nice 10.
+Expected (seed 0; orders of magnitude log10 ||dL/dh_t|| drops over lags 0..99 at steps
+0 / 100 / 1000; LRU: the complex state's norm): tanh RNN 2.96 / 9.72 / 7.65; LSTM chrono
+2.75 / 2.21 / 1.19; GRU 13.07 / 13.79 / 13.84; LRU r_min 0.9 0.51 / 0.57 / 0.39; LRU r_min 0.99
+0.18 / 0.19 / 0.21; minGRU 29.80 / 28.90 / 27.74; minLSTM 29.79 / 29.35 / 28.25; sLSTM
+7.51 / 7.31 / 8.09; IndRNN: exactly zero (all ReLU units off) for some sequences beyond a
+lag, so its log-mean curve ends there.
+
+":modern_long": the same cells at T=1000, H=64, 2 seeds x 4 sequences, at init and after
+100 steps of batch 8. Runtime and result: see README ("Modern cells in the studies").
 """
 
 import ml_collections

@@ -236,11 +236,23 @@ def run_point(config, cell: str, clip: bool, seq_len: int) -> dict:
 
 # ----------------------------------------------------------------------------- figure
 
+def _metric_panels(results) -> bool:
+    # A second row (final loss / memoryless baseline) for loss metrics with a baseline:
+    # it shows who learned anything when a budget is too small for the success criterion.
+    try:
+        task = tasks.get(results["task"])
+    except (KeyError, ValueError, TypeError):
+        return False
+    return task.baseline is not None and results.get("metric_name") in ("mse", "cross_entropy")
+
+
 def plot(results: dict, stem: str) -> list[str]:
     """success_rate.{png,pdf}: success rate vs T per cell, with 95% Wilson intervals.
 
     One panel per clip setting; with a single clip setting and both classic and modern
     cells, one panel for each family instead (eight curves in one panel do not read).
+    For a loss metric whose task has a memoryless baseline (adding_le, copy_memory) a
+    second row shows each seed's final loss divided by that baseline (median, seed range).
     """
     points = results["points"]
     clips = [c for c in (False, True) if any(p["clip"] is c for p in points)]
@@ -252,21 +264,60 @@ def plot(results: dict, stem: str) -> list[str]:
     else:
         groups = [(clip, cells, f"clipping at norm {results['clip_norm']:g}" if clip
                    else "no clipping") for clip in clips]
-    fig, axes = plotting.panels(len(groups), vertical=False, panel_height=1.9,
-                                width=plotting.COLUMN_WIDTH if len(groups) == 1 else plotting.PAGE_WIDTH * 0.62)
-    for ax, (clip, group, title) in zip(axes, groups):
+    metric_row = _metric_panels(results)
+    width = plotting.COLUMN_WIDTH if len(groups) == 1 else plotting.PAGE_WIDTH * 0.62
+    plt = plotting.pyplot()
+    rows = 2 if metric_row else 1
+    fig, axes_grid = plt.subplots(rows, len(groups), figsize=(width, 1.9 * rows + 0.55),
+                                  sharex=True, sharey="row", squeeze=False,
+                                  constrained_layout=True)
+    axes = list(axes_grid[0])
+    for col, (clip, group, title) in enumerate(groups):
+        ax = axes_grid[0, col]
         curves = []
         for cell in group:
             pts = sorted((p for p in points if p["cell"] == cell and p["clip"] is clip),
                          key=lambda p: p["seq_len"])
-            curves.append({"x": [p["seq_len"] for p in pts],
-                           "successes": [p["num_success"] for p in pts],
-                           "trials": [p["num_seeds"] for p in pts],
-                           "label": _LABELS[cell], "color": _COLORS[cell], "marker": _MARKERS[cell],
-                           "linestyle": "--" if cell in MODERN else "-"})
-        plotting.success_rate_curves(ax, curves, xlabel="sequence length T",
-                                     ylabel="success rate" if ax is axes[0] else None)
+            style = {"label": _LABELS[cell], "color": _COLORS[cell], "marker": _MARKERS[cell],
+                     "linestyle": "--" if cell in MODERN else "-"}
+            curves.append(dict(style, x=[p["seq_len"] for p in pts],
+                               successes=[p["num_success"] for p in pts],
+                               trials=[p["num_seeds"] for p in pts]))
+        plotting.success_rate_curves(ax, curves, xlabel="" if metric_row else "sequence length T",
+                                     ylabel="success rate" if col == 0 else None)
         plotting.panel_label(ax, title)
+        if not metric_row:
+            continue
+        baseline = tasks.get(results["task"]).baseline
+        ax = axes_grid[1, col]
+        for cell in group:
+            pts = sorted((p for p in points if p["cell"] == cell and p["clip"] is clip),
+                         key=lambda p: p["seq_len"])
+            xs, med, lo, hi = [], [], [], []
+            for p in pts:
+                v = np.array([np.nan if m is None else m for m in p["final_metric"]], np.float64)
+                v = v / baseline(p["seq_len"])
+                if np.all(np.isnan(v)):
+                    continue
+                xs.append(p["seq_len"])
+                med.append(np.nanmedian(v))
+                lo.append(np.nanmin(v))
+                hi.append(np.nanmax(v))
+            if not xs:
+                continue
+            med, lo, hi = map(np.asarray, (med, lo, hi))
+            ax.errorbar(xs, med, yerr=np.stack([med - lo, hi - med]), color=_COLORS[cell],
+                        marker=_MARKERS[cell], markersize=3.5, elinewidth=0.7, capsize=1.5,
+                        linestyle="--" if cell in MODERN else "-", linewidth=1.0)
+        ax.axhline(1.0, color="0.5", linewidth=0.7, linestyle=":")
+        ax.set_yscale("log")
+        from matplotlib import ticker
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xlabel("sequence length T")
+        if col == 0:
+            ax.set_ylabel(f"final {results['metric_name']} / baseline")
+        ax.grid(True, axis="y")
     plotting.legend_above(fig, axes, ncol=min(len(cells), 4))
     return plotting.save(fig, stem)
 

@@ -169,7 +169,10 @@ _CARRY_AXIS, _TIME_AXIS = 0, 1
 
 
 def _fold(tree, batched, axis, n):
-    """vmap's axis 0 (size n) merged into the examples axis ``axis``."""
+    """vmap's axis 0 (size n) merged into the examples axis ``axis`` (a tuple of axes
+    for a tuple ``tree``, one per element)."""
+    if isinstance(axis, tuple):
+        return tuple(_fold(t, b, a, n) for t, b, a in zip(tree, batched, axis, strict=True))
     def fold(a, b):
         if not b:
             a = jnp.broadcast_to(a[None], (n,) + a.shape)
@@ -179,6 +182,8 @@ def _fold(tree, batched, axis, n):
 
 
 def _unfold(tree, axis, n):
+    if isinstance(axis, tuple):
+        return tuple(_unfold(t, a, n) for t, a in zip(tree, axis, strict=True))
     def unfold(a):
         a = a.reshape(a.shape[:axis] + (n, a.shape[axis] // n) + a.shape[axis + 1:])
         return jnp.moveaxis(a, axis, 0)

@@ -34,7 +34,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from rnn_jax.gates import lstm_pointwise
+from rnn_jax import _scan
 from rnn_jax._scan import check_carry as _check_carry, num_steps as _num_steps
+from rnn_jax.cells.base import step_of
 
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 
@@ -147,6 +149,33 @@ def _check_common(step, params, carry, xs) -> int:
     return num_steps
 
 
+def _with_padding_and_resets(step, carry, xs, lengths, resets):
+    """``(step, xs)`` for a run with ``lengths``/``resets`` (as in ``rnn_jax.unroll``).
+
+    The returned step is the sequence engine's one masked scan body
+    (:func:`rnn_jax._scan.masked_step`) and the returned ``xs`` carries the per-step
+    flags. A padded step reads zeros instead of its input and holds the carry, so its
+    Jacobian is the identity and NaN/Inf in the padding reach no value or gradient; a
+    reset step starts from ``carry`` again, so no gradient flows across it.
+    """
+    step = step_of(step)
+    if lengths is None and resets is None:
+        return step, xs
+    T = _num_steps(xs)
+    if lengths is not None:
+        lengths = _scan.check_lengths(lengths, carry, T)
+    if resets is not None:
+        resets = _scan.check_resets(resets, carry, xs, T)
+    valid = None if lengths is None else _scan.valid_mask(lengths, T)
+
+    def masked(params, c, inp):
+        body = _scan.masked_step(step, params, carry, masked=lengths is not None,
+                                 with_resets=resets is not None)
+        return body(c, inp)
+
+    return masked, (valid, resets, xs)
+
+
 def _forward_states(step, params, carry, xs):
     """``states``: the carries ``carry_0 .. carry_{T-1}`` stacked on a leading time axis."""
     def body(c, x):
@@ -166,7 +195,7 @@ def _check_loss(loss_fn, states):
 # ------------------------------------------------------------------ gradient norms
 
 def grad_norms(step: Step, params, carry, xs, loss_fn: Callable[[Any], jax.Array], *,
-               log10: bool = False):
+               log10: bool = False, lengths=None, resets=None):
     """Per-step norms of the total derivative ``dL/dcarry_t``, in one backward pass.
 
     Definition. With ``carry_t`` as in the module docstring, ``states`` is the pytree of
@@ -201,10 +230,14 @@ def grad_norms(step: Step, params, carry, xs, loss_fn: Callable[[Any], jax.Array
       loss_fn: ``states -> scalar``; for example the task loss of a readout of
         ``states[-1]``.
       log10: return ``log10`` of the norms (``-inf`` for an exactly zero gradient).
+      lengths, resets: as in ``rnn_jax.unroll``: padded steps hold the carry (their
+        states repeat the last valid one) and never read their inputs; a reset sends the
+        carry back to ``carry`` and cuts the gradient path.
 
     Returns:
       A pytree with the carry's structure, each leaf float ``[T]``.
     """
+    step, xs = _with_padding_and_resets(step, carry, xs, lengths, resets)
     num_steps = _check_common(step, params, carry, xs)
     states_shape = jax.eval_shape(lambda p, c, x: _forward_states(step, p, c, x), params, carry, xs)
     _check_loss(loss_fn, states_shape)
@@ -343,7 +376,8 @@ def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list):
     return jnp.concatenate([outs, last[None]]), (buf, buf_lg)
 
 
-def jacobian_norms(step: Step, params, carry, xs, *, ord: int | str = 2, log10: bool = False):
+def jacobian_norms(step: Step, params, carry, xs, *, ord: int | str = 2, log10: bool = False,
+                   lengths=None, resets=None):
     """Norms of ``d carry_{T-1} / d carry_t`` for every t.
 
     Definition. With the carry flattened to a vector of size D (``jax.flatten_util``
@@ -358,17 +392,20 @@ def jacobian_norms(step: Step, params, carry, xs, *, ord: int | str = 2, log10: 
     separately (integer plus fraction), so e.g. ``(0.5 Q)^2000`` gives -602.06 in float32
     (Pascanu et al. 2013, arXiv 1211.5063, give the linear-case bound
     ``||M_t|| <= ||W||^(T-1-t)``). Without ``log10`` the plain product is returned and
-    underflows to 0 once it drops below float32's range.
+    underflows to 0 once it drops below float32's range. ``lengths``/``resets`` as in
+    :func:`grad_norms` (a padded step's Jacobian is the identity, a reset's is zero).
 
     Returns:
       float ``[T]``: ``||M_t||`` or ``log10 ||M_t||``.
     """
     _check_ord(ord)
+    step, xs = _with_padding_and_resets(step, carry, xs, lengths, resets)
     _check_common(step, params, carry, xs)
     return _jacobian_scan(step, params, carry, xs, ord=ord, log10=log10, lag_list=[0])[0]
 
 
-def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log10: bool = True):
+def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log10: bool = True,
+                     lengths=None, resets=None):
     """Singular values of ``M_t = d carry_{T-1} / d carry_t`` at chosen lags k = T-1-t.
 
     Same product as :func:`jacobian_norms`. Returns ``[len(lags), D]``, each row in
@@ -377,6 +414,7 @@ def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log1
     overall scale never underflows; within one matrix float32 resolves singular values
     down to ~1e-7 times the largest, smaller ones are rounding noise.
     """
+    step, xs = _with_padding_and_resets(step, carry, xs, lengths, resets)
     T = _check_common(step, params, carry, xs)
     lag_list = _check_lags(lags, T)
     _, (buf, buf_lg) = _jacobian_scan(step, params, carry, xs, ord="fro", log10=True,

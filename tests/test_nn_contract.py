@@ -45,7 +45,8 @@ def test_rnn_options_match_the_pure_call():
     assert np.abs(np.asarray(ys - model.apply(v, xs, lengths=lengths))).max() > 1e-3
     # The learned carry gets a gradient (the reset in row 0 reads it too).
     g = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, xs, resets=resets)))(v["params"])
-    assert all(np.abs(np.asarray(l)).max() > 0 for l in jax.tree_util.tree_leaves(g["initial_carry"]))
+    for leaf in jax.tree_util.tree_leaves(g["initial_carry"]):
+        assert np.abs(np.asarray(leaf)).max() > 0
     with pytest.raises(ValueError, match="seq_lengths"):
         model.apply(v, xs, lengths=lengths, seq_lengths=lengths)
 

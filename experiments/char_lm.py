@@ -10,10 +10,10 @@ behaviour lives in rnn_jax.lm.train_and_evaluate; this file only parses flags.
 
 from absl import app
 
-from experiments._entry import define_main
+from experiments._entry import define_main, parse_flags
 from rnn_jax.lm import train_and_evaluate
 
 main = define_main(train_and_evaluate, "char_lm.py")
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -11,10 +11,10 @@ rnn_jax.forecast.train_and_evaluate.
 
 from absl import app
 
-from experiments._entry import define_main
+from experiments._entry import define_main, parse_flags
 from rnn_jax.forecast import train_and_evaluate
 
 main = define_main(train_and_evaluate, "forecast.py")
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -11,6 +11,7 @@ character. The same --seed gives the same text. Logic: rnn_jax.lm.generate_text.
 
 from absl import app, flags
 
+from experiments._cli import call, parse_flags
 from rnn_jax.lm import generate_text
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of experiments/char_lm.py.")
@@ -25,13 +26,11 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        text = generate_text(_WORKDIR.value, _PROMPT.value, _LENGTH.value,
-                             temperature=_TEMPERATURE.value, top_k=_TOP_K.value, seed=_SEED.value)
-    except (ValueError, FileNotFoundError) as e:
-        raise app.UsageError(str(e)) from e
+    # A refused workdir, prompt or setting is one line on stderr, exit code 2.
+    text = call(generate_text, _WORKDIR.value, _PROMPT.value, _LENGTH.value,
+                temperature=_TEMPERATURE.value, top_k=_TOP_K.value, seed=_SEED.value)
     print(text)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

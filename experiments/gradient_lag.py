@@ -11,10 +11,10 @@ config file's docstring gives the runtime and the expected result.
 
 from absl import app
 
-from experiments._entry import define_main
+from experiments._entry import define_main, parse_flags
 from rnn_jax.studies import gradient_lag
 
 main = define_main(gradient_lag.run, "gradient_lag.py")
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -11,10 +11,10 @@ All behaviour lives in rnn_jax.seq2seq.train_and_evaluate.
 
 from absl import app
 
-from experiments._entry import define_main
+from experiments._entry import define_main, parse_flags
 from rnn_jax.seq2seq import train_and_evaluate
 
 main = define_main(train_and_evaluate, "seq2seq_addition.py")
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

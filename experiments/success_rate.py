@@ -10,10 +10,10 @@ the config file's docstring gives the runtime and the expected result.
 
 from absl import app
 
-from experiments._entry import define_main
+from experiments._entry import define_main, parse_flags
 from rnn_jax.studies import success_rate
 
 main = define_main(success_rate.run, "success_rate.py")
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

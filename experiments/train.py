@@ -9,10 +9,10 @@ All behaviour lives in rnn_jax.train.train_and_evaluate; this file only parses f
 
 from absl import app
 
-from experiments._entry import define_main
+from experiments._entry import define_main, parse_flags
 from rnn_jax.train import train_and_evaluate
 
-main = define_main(train_and_evaluate, "adding.py")
+main = define_main(train_and_evaluate, "adding.py", multi_process=True)
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

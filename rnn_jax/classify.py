@@ -44,6 +44,7 @@ import optax
 from rnn_jax import attention, models, ops, training
 from rnn_jax import initializers as inits
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
 EXPERIMENT = "classify"
@@ -207,12 +208,13 @@ def load_dataset(config) -> Dataset:
     vocab = tsv.build_token_vocab(train.texts, d.tokenizer, d.max_vocab or None)
     max_len = d.max_len or None
 
-    def part(ex, width=None):
+    def part(ex, source, width=None):
         ids, lengths = tsv.encode_padded(ex.texts, vocab, d.tokenizer, max_len or width)
-        return {"inputs": ids, "lengths": lengths, "labels": tsv.label_ids(ex.labels, classes)}
+        return {"inputs": ids, "lengths": lengths,
+                "labels": tsv.label_ids(ex.labels, classes, source)}
 
-    tr = part(train)
-    te = part(test)
+    tr = part(train, d.path)
+    te = part(test, d.test_path or f"{d.path} (the held-out test_fraction)")
     # One padded width for both splits, so train and eval share one compiled shape family.
     width = max(tr["inputs"].shape[1], te["inputs"].shape[1])
     for p in (tr, te):
@@ -329,7 +331,9 @@ def _plot_attention(weights, lengths, labels, preds, classes, path_stem, count=8
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the classifier of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    with quiet_orbax():
+    validate(config)  # before the claim: a bad config writes nothing
+    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
+                                          resumable=config_lib.RESUMABLE_FIELDS):
         return _train_and_evaluate(config, workdir)
 
 

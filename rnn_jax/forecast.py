@@ -26,6 +26,7 @@ the training part, is inverted before scoring).
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import time
 from typing import Callable
@@ -43,6 +44,7 @@ from rnn_jax.data import series as series_lib
 from rnn_jax.models import CELLS
 from rnn_jax.ops import unroll
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import MetricsLogger, write_json
 
 EXPERIMENT = "forecast"
@@ -199,9 +201,9 @@ def train_forecaster(config, cell_name: str, data: dict, key, logger=None):
         d = apply(p, x) - y
         return jnp.mean(d * d)
 
-    @jax.jit
-    def run_chunk(params, opt_state, key):
-        # eval_every optimizer steps in one compiled scan, so Python overhead stays small.
+    @functools.partial(jax.jit, static_argnums=3)
+    def run_chunk(params, opt_state, key, n):
+        # n (= eval_every) optimizer steps in one compiled scan, so Python overhead stays small.
         def body(state, k):
             p, s = state
             idx = jax.random.choice(k, tx.shape[0], (batch,), replace=False)
@@ -209,13 +211,20 @@ def train_forecaster(config, cell_name: str, data: dict, key, logger=None):
             updates, s = optimizer.update(g, s, p)
             return (optax.apply_updates(p, updates), s), loss
         (params, opt_state), losses = jax.lax.scan(
-            body, (params, opt_state), jax.random.split(key, config.eval_every))
+            body, (params, opt_state), jax.random.split(key, n))
         return params, opt_state, jnp.mean(losses), loss_fn(params, vx, vy)
 
     best = (np.inf, params, 0)
-    for step in range(config.eval_every, config.num_steps + 1, config.eval_every):
+    # Validate every eval_every steps and always after the last step (so num_steps below
+    # eval_every, or not a multiple of it, still selects among trained parameters).
+    ends = list(range(config.eval_every, config.num_steps + 1, config.eval_every))
+    if not ends or ends[-1] != config.num_steps:
+        ends.append(config.num_steps)
+    done = 0
+    for step in ends:
         key, k = jax.random.split(key)
-        params, opt_state, train_loss, val_loss = run_chunk(params, opt_state, k)
+        params, opt_state, train_loss, val_loss = run_chunk(params, opt_state, k, step - done)
+        done = step
         val_loss = float(val_loss)
         if logger is not None:
             logger.write(step, "train",
@@ -259,6 +268,7 @@ def _plot(path_stem, test_index, truth, one_step: dict, multi: dict, origin, hor
     return plotting.save(fig, path_stem)
 
 
+@workdir_lib.claims(EXPERIMENT, validate=validate)
 def train_and_evaluate(config, workdir: str, *, series: np.ndarray | None = None) -> dict:
     """Fit RNN/LSTM/GRU forecasters and the baselines; score and plot them on the test part.
 

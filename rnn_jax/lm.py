@@ -46,6 +46,8 @@ from rnn_jax import initializers as inits
 from rnn_jax import models, ops, training
 from rnn_jax.data import text as text_data
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import interrupt as interrupt_lib
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
 EXPERIMENT = "char_lm"
@@ -379,7 +381,9 @@ def _plot_curve(workdir):
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the char LM of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    with quiet_orbax():
+    validate(config)  # before the claim: a bad config writes nothing
+    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
+                                          resumable=config_lib.RESUMABLE_FIELDS):
         return _train_and_evaluate(config, workdir)
 
 
@@ -414,16 +418,14 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
                         metric_name=METRIC, higher_is_better=False)
     try:
-        start = ckpt.latest_step()
-        if start is not None:
-            ckpt.check_compatible(start, config)
+        start = ckpt.resume_step(config)  # damaged checkpoints set aside; config checked
         write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         root = jax.random.PRNGKey(config.seed)
         k_init, k_noise, k_sample = jax.random.split(root, 3)
         # One jitted init: eager init would compile every small op separately.
         state = jax.jit(lambda k: init_state(config, V, k))(k_init)
         if start is not None:
-            state = ckpt.restore(start, state)
+            state, start = ckpt.restore_good(start, state, config)
             logging.info("resuming from step %d in %s", start, ckpt.directory)
         else:
             start = 0
@@ -434,8 +436,11 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         progress = Progress(start, config.num_steps, config.progress_every_s)
         pending, last_eval = [], None
         t0 = time.perf_counter()
+        stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
         try:
             for step in range(start, config.num_steps):
+                if stop.requested:
+                    interrupt_lib.checkpoint_and_stop(ckpt, step, state, config)
                 # Step s trains on window s mod K; window 0 starts each epoch from zeros.
                 k = step % num_windows
                 state, m = train_step(state, xs[k], ys[k], jax.random.fold_in(k_noise, step),
@@ -459,6 +464,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
                 nats = float(evaluate(state.params, vx_d, vy_d))
                 last_eval = {METRIC: bits_per_char(nats), "val_loss": nats}
         finally:
+            stop.uninstall()
             ckpt.wait()
             logger.close()
         wall = time.perf_counter() - t0

@@ -2,11 +2,15 @@
 
 ``make_model(config)`` reads
 
-* ``config.cell``: ``"rnn"``, ``"lstm"`` or ``"gru"`` (``rnn_jax.cells``);
+* ``config.cell``: a name in :data:`CELLS` (``rnn_jax.cells``): ``"rnn"``, ``"lstm"``,
+  ``"gru"``, or the modern ``"lru"``, ``"min_gru"``, ``"min_lstm"``, ``"slstm"``,
+  ``"indrnn"``;
 * ``config.hidden_size``: H;
 * ``config.cell_kwargs``: keyword arguments of that cell's constructor (e.g.
   ``forget_bias``, ``chrono_t_max`` for the LSTM; ``activation``, ``recurrent_init``,
-  ``recurrent_scale`` for the RNN; ``reset_after`` for the GRU);
+  ``recurrent_scale`` for the RNN; ``reset_after`` for the GRU; ``r_min``, ``r_max``,
+  ``state_size`` for the LRU; ``num_heads``, ``forget_gate`` for the sLSTM;
+  ``activation``, ``recurrent_max`` for the IndRNN);
 * ``config.task.name`` and ``config.task.kwargs``: the task (``rnn_jax.tasks.get``),
   which fixes the input width, output width and whether the model predicts once per
   sequence (``output_mode == "last"``) or at every step (``"all"``).
@@ -29,7 +33,9 @@ from rnn_jax.cells import Cell
 from rnn_jax.ops import unroll
 from rnn_jax.tasks.base import Task
 
-CELLS = {"rnn": cells_lib.rnn, "lstm": cells_lib.lstm, "gru": cells_lib.gru}
+CELLS = {"rnn": cells_lib.rnn, "lstm": cells_lib.lstm, "gru": cells_lib.gru,
+         "lru": cells_lib.lru, "min_gru": cells_lib.min_gru, "min_lstm": cells_lib.min_lstm,
+         "slstm": cells_lib.slstm, "indrnn": cells_lib.indrnn}
 
 
 def num_params(tree) -> int:
@@ -86,9 +92,18 @@ def make_task(config) -> Task:
                         f"{config.task.name!r}: {e}") from e
 
 
-def _hidden(carry):
-    # Built-in cells: RNN/GRU carry h, LSTM carry (h, c); the readout sees h.
-    return carry[0] if isinstance(carry, tuple) else carry
+def last_output(ys, lengths):
+    """``ys[b, lengths[b] - 1]`` for batch-major ``ys: [B, T, H]`` (zeros where
+    ``lengths[b] == 0``): each sequence's output at its last valid step.
+
+    The readout of ``output_mode == "last"`` reads this rather than the final carry, since
+    a cell's output need not be a leaf of its carry (the LRU's ``y = Re(C x) + D u``; the
+    sLSTM's carry ``(h, c, n, m)``). For the RNN, LSTM and GRU, ``y_t = h_t`` and the two
+    agree exactly.
+    """
+    idx = jnp.clip(lengths - 1, 0, ys.shape[1] - 1).reshape(-1, 1, 1)
+    y = jnp.take_along_axis(ys, jnp.broadcast_to(idx, (ys.shape[0], 1, ys.shape[2])), axis=1)[:, 0]
+    return jnp.where((lengths > 0).reshape(-1, 1), y, 0.0)
 
 
 def make_model(config) -> Model:
@@ -112,11 +127,11 @@ def make_model(config) -> Model:
             raise ValueError(f"batch['inputs'] must have shape [B, T, {task.input_size}], "
                              f"got {tuple(inputs.shape)}")
         carry0 = cell.initial_carry((inputs.shape[0],))
-        final, ys = unroll(cell, params["cell"], carry0, inputs, lengths=lengths,
-                           time_major=False)
+        _, ys = unroll(cell, params["cell"], carry0, inputs, lengths=lengths,
+                       time_major=False)
         w, b = params["readout"]["w"], params["readout"]["b"]
         if task.output_mode == "last":
-            h = _hidden(final)  # [B, H], each sequence's state after its last valid step
+            h = last_output(ys, lengths)  # [B, H], each sequence's output at its last valid step
             return h @ w + b.reshape(1, out)
         return jnp.einsum("bth,ho->bto", ys, w) + b.reshape(1, 1, out)
 

@@ -41,6 +41,7 @@ from rnn_jax.data import seq2seq_tasks as tasks_lib
 from rnn_jax.seq2seq_model import (DecodeResult, Seq2Seq, beam_search, greedy_decode, make_model,
                                    sequence_loss)
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
 EXPERIMENT = "seq2seq"
@@ -246,7 +247,9 @@ def _plot_curve(evals, path_stem):
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the seq2seq model of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    with quiet_orbax():
+    validate(config)  # before the claim: a bad config writes nothing
+    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
+                                          resumable=config_lib.RESUMABLE_FIELDS):
         return _train_and_evaluate(config, workdir)
 
 

@@ -91,6 +91,25 @@ def _base_optimizer(o, lr) -> optax.GradientTransformation:
                      f"got {name!r}")
 
 
+def _standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` with its ``init``/``update`` traced under JAX's standard dtype promotion.
+
+    optax mixes its int32 step count with Python floats (Adam's bias correction computes
+    ``decay ** count``), which ``jax_numpy_dtype_promotion="strict"`` refuses. Our own code
+    runs under strict promotion (the tests set it); wrapping optax's keeps that possible
+    without changing a single value.
+    """
+    def init(params):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.init(params)
+
+    def update(updates, state, params=None, **extra_args):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
 def make_clipper(config) -> optax.GradientTransformation:
     """The (stateless) gradient clipping transform chosen by ``config.optimizer.clip_mode``.
 
@@ -101,11 +120,11 @@ def make_clipper(config) -> optax.GradientTransformation:
     """
     o = config.optimizer
     if o.clip_mode == "global_norm" and o.clip_norm > 0:
-        return optax.clip_by_global_norm(o.clip_norm)
+        return _standard_promotion(optax.clip_by_global_norm(o.clip_norm))
     if o.clip_mode == "value":
-        return optax.clip(o.clip_value)
+        return _standard_promotion(optax.clip(o.clip_value))
     if o.clip_mode == "adaptive":
-        return optax.adaptive_grad_clip(o.adaptive_clip)
+        return _standard_promotion(optax.adaptive_grad_clip(o.adaptive_clip))
     if o.clip_mode not in config_lib.CLIP_MODES:
         raise ValueError(f"config.optimizer.clip_mode must be one of "
                          f"{list(config_lib.CLIP_MODES)}, got {o.clip_mode!r}")
@@ -135,7 +154,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
         if r.clip_norm > 0:
             rec = optax.chain(optax.clip_by_global_norm(r.clip_norm), rec)
         main = optax.multi_transform({"default": main, "recurrent": rec}, recurrent_labels)
-    return optax.chain(make_clipper(config), main)
+    return _standard_promotion(optax.chain(make_clipper(config), main))
 
 
 # ------------------------------------------------------------------------ state/steps
@@ -274,6 +293,17 @@ def seed_keys(config):
     train_root, eval_key = jax.random.split(jax.random.PRNGKey(config.seed))
     keys = jnp.stack([jax.random.fold_in(train_root, i) for i in range(config.num_seeds)])
     return keys, eval_key
+
+
+def holdout_key(config):
+    """Key of the final TEST set: disjoint from the training keys and from the eval key.
+
+    The periodic eval set (``seed_keys``' eval key) selects the best checkpoint, so the
+    final result is reported on other fresh sequences. ``PRNGKey(seed)`` is split in two
+    for training and eval; folding the seed's key with a constant gives a third,
+    independent stream.
+    """
+    return jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x7E57)
 
 
 def make_eval(config) -> Callable:

@@ -175,6 +175,7 @@ def run_reference(ref, params, carry, xs):
     return carry, np.stack(ys)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_cell_matches_numpy_equations(name):
     make, ref = CELLS[name]

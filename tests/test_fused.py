@@ -106,11 +106,13 @@ def _compare(name, lengths, reverse):
         assert float(jnp.max(jnp.abs(leaf))) > 1e-3
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_fast_path_matches_plain_scan(name):
     _compare(name, None, False)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_fast_path_matches_plain_scan_with_lengths_and_reverse(name):
     _compare(name, LENGTHS, True)

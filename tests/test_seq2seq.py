@@ -12,7 +12,7 @@ import pytest
 
 from rnn_jax import attention, models, seq2seq, seq2seq_model
 from rnn_jax.data import seq2seq_tasks as st
-from rnn_jax.train.checkpointing import IncompatibleCheckpointError
+from rnn_jax.train.workdir import IncompatibleWorkdirError
 
 
 def tiny_config(**over):
@@ -340,7 +340,7 @@ def test_end_to_end_writes_outputs_and_resumes(tmp_path):
     assert lines[:len(first)] == first
     assert [json.loads(l)["step"] for l in lines[len(first):]] == [30, 30]
     # Another model in the same workdir is refused before anything is overwritten.
-    with pytest.raises(IncompatibleCheckpointError, match="attention"):
+    with pytest.raises(IncompatibleWorkdirError, match="attention"):
         seq2seq.train_and_evaluate(experiment_config(num_steps=30, attention=False), str(workdir))
 
 

@@ -7,15 +7,21 @@ import os
 import numpy as np
 import pytest
 
-from rnn_jax.studies import success_rate
+from rnn_jax.studies import resume, success_rate
 from experiments.configs import success_rate as sr_configs
 from rnn_jax import plotting, tasks
 
 
-def test_tiny_study_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The uninterrupted tiny study (2 points), shared with the resume test."""
     config = sr_configs.get_config("tiny")
-    workdir = str(tmp_path / "study")
-    returned = success_rate.run(config, workdir)
+    workdir = str(tmp_path_factory.mktemp("study"))
+    return config, workdir, success_rate.run(config, workdir)
+
+
+def test_tiny_study_end_to_end(tiny_run):
+    config, workdir, returned = tiny_run
     for name in ("config.json", "results.json", "success_rate.png", "success_rate.pdf"):
         assert os.path.getsize(os.path.join(workdir, name)) > 0, name
     with open(os.path.join(workdir, "config.json")) as f:
@@ -46,6 +52,67 @@ def test_tiny_study_end_to_end(tmp_path):
         assert 0.0 <= p["clipped_fraction"] <= 1.0
         # Three updates of a 4-unit RNN cannot classify the order of symbols 1..2 steps apart.
         assert p["num_success"] == 0
+
+
+class _Interrupt(Exception):
+    """Stands in for Ctrl-C / a killed job between two points."""
+
+
+def test_interrupt_then_resume_equals_uninterrupted(tmp_path, monkeypatch, tiny_run):
+    """Issue 17: per-point resume (rnn_jax.studies.resume); more cases in test_study_resume.py."""
+    config = sr_configs.get_config("tiny")
+    workdir = str(tmp_path / "sr")
+    real = success_rate.run_point
+    calls = []
+
+    def interrupted(config, cell, clip, seq_len):
+        calls.append((cell, clip, seq_len))
+        if len(calls) == 2:
+            raise _Interrupt
+        return real(config, cell, clip, seq_len)
+
+    monkeypatch.setattr(success_rate, "run_point", interrupted)
+    with pytest.raises(_Interrupt):
+        success_rate.run(config, workdir)
+    first = success_rate.point_key(*calls[0])
+    assert os.listdir(os.path.join(workdir, "points")) == [first + ".json"]
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["complete"] is False
+
+    calls.clear()
+    monkeypatch.setattr(success_rate, "run_point", lambda *a: calls.append(a[1:]) or real(*a))
+    resumed = success_rate.run(config, workdir)
+    # Only the unfinished point ran again.
+    assert calls == [("rnn", True, 10)] and resumed["resumed_points"] == 1
+    assert resumed["complete"] is True
+    assert _without_seconds(resumed["points"]) == _without_seconds(
+        json.loads(json.dumps(tiny_run[2]["points"])))
+
+    # A third run recomputes nothing and returns the same points.
+    calls.clear()
+    again = success_rate.run(config, workdir)
+    assert calls == [] and again["points"] == resumed["points"]
+    assert os.path.exists(os.path.join(workdir, "success_rate.png"))
+
+
+def test_refuses_other_config_naming_fields(tmp_path):
+    workdir = tmp_path / "sr"
+    config = sr_configs.get_config("tiny")
+    resume.claim(str(workdir), "success_rate", config)
+    before = sorted(os.listdir(workdir))
+    other = sr_configs.get_config("tiny")
+    other.num_steps = 4
+    other.cell_kwargs.rnn = {"activation": "relu"}
+    with pytest.raises(ValueError, match=r"different config") as e:
+        success_rate.run(other, str(workdir))
+    assert "num_steps: workdir=3, now=4" in str(e.value)
+    assert "cell_kwargs.rnn.activation" in str(e.value)
+    assert sorted(os.listdir(workdir)) == before and os.listdir(workdir / "points") == []
+
+
+def _without_seconds(points):
+    # Wall times are the only fields allowed to differ between runs.
+    return [{k: v for k, v in p.items() if k != "seconds"} for p in points]
 
 
 def test_eval_chunk_divides_eval_size():

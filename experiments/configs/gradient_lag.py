@@ -19,7 +19,22 @@ RNN's stays below it (-0.305 ... +0.033 per lag for r = 0.5 ... 1.5).
 
 import ml_collections
 
-VARIANTS = ("models", "radius")
+VARIANTS = ("models", "radius", "modern", "modern_long")
+
+# Cell kwargs of every model of the :modern variants (rnn_jax.cells.<cell>(H, **kwargs));
+# strings "T" and "2^(1/T)" are resolved against seq_len. Override one as e.g.
+# --config.model_kwargs.lru_r090.r_max=0.99.
+MODERN_KWARGS = {
+    "rnn": {"recurrent_init": "orthogonal"},
+    "lstm_chrono": {"chrono_t_max": "T"},
+    "gru": {},
+    "lru_r090": {"r_min": 0.9, "r_max": 0.999, "max_phase": 0.3141592653589793},
+    "lru_r099": {"r_min": 0.99, "r_max": 0.999, "max_phase": 0.3141592653589793},
+    "min_gru": {},
+    "min_lstm": {},
+    "slstm": {"num_heads": 4, "forget_gate": "sigmoid", "forget_bias": 1.0},
+    "indrnn": {"activation": "relu", "recurrent_max": "2^(1/T)"},
+}
 
 
 def get_config(variant: str = "models") -> ml_collections.ConfigDict:
@@ -34,7 +49,21 @@ def get_config(variant: str = "models") -> ml_collections.ConfigDict:
     c.num_seeds = 3                # seeds run as one vmapped program
     c.seed = 0
     c.diag_batch = 16              # sequences per seed the gradient norms are averaged over
-    if variant == "models":
+    if variant in ("modern", "modern_long"):
+        c.variant = "models"       # the same study, more cells
+        c.models = ",".join(MODERN_KWARGS)
+        c.model_kwargs = ml_collections.ConfigDict(MODERN_KWARGS)
+        c.measure_at = (0, 100, 1000)
+        c.train_batch = 16
+        c.learning_rate = 3e-3
+        c.clip_norm = 1.0
+        if variant == "modern_long":
+            c.seq_len = 1000
+            c.num_seeds = 2
+            c.diag_batch = 4
+            c.measure_at = (0, 100)
+            c.train_batch = 8
+    elif variant == "models":
         # Comma-separated names from experiments.gradient_lag.MODELS.
         c.models = "rnn,lstm_fb0,lstm_fb1,lstm_chrono,gru"
         c.measure_at = (0, 100, 1000)  # training steps at which to measure; 0 = init

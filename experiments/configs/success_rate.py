@@ -29,7 +29,21 @@ Pascanu et al. trained with plain SGD (lr 0.01, clip 1, batch 20, 50 hidden unit
 
 import ml_collections
 
-VARIANTS = ("default", "full", "tiny")
+VARIANTS = ("default", "full", "tiny", "modern", "modern_copy", "modern_tiny")
+
+# Constructor kwargs of every cell in the :modern variants (rnn_jax.cells.<cell>(H, **kwargs)).
+# Strings "T" and "2^(1/T)" are resolved per point against its T. Override one as e.g.
+# --config.cell_kwargs.lru.r_min=0.99.
+MODERN_CELL_KWARGS = {
+    "rnn": {"recurrent_init": "orthogonal"},
+    "lstm": {"chrono_t_max": "T"},                   # Tallec & Ollivier 2018
+    "gru": {},
+    "lru": {"r_min": 0.9, "r_max": 0.999, "max_phase": 0.3141592653589793},  # Orvieto et al. 2023
+    "min_gru": {},
+    "min_lstm": {},
+    "slstm": {"num_heads": 4, "forget_gate": "sigmoid", "forget_bias": 1.0},
+    "indrnn": {"activation": "relu", "recurrent_max": "2^(1/T)"},  # Li et al. 2018
+}
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
@@ -41,7 +55,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.task = "temporal_order_pascanu"   # rnn_jax.tasks name with output_mode "last" or "all"
     c.task_kwargs = ml_collections.ConfigDict()
     c.seq_lens = (10, 20, 40, 80)       # the task's T, increasing
-    c.cells = "rnn,lstm,gru"            # comma-separated subset of rnn, lstm, gru
+    c.cells = "rnn,lstm,gru"            # comma-separated subset of rnn_jax.models.CELLS
     c.clip = (False, True)              # clipping off / on, each a separate point
     c.clip_norm = 1.0                   # global-norm threshold when clipping is on (Pascanu et al. 2013)
     # Constructor kwargs per cell (rnn_jax.cells.<cell>).
@@ -63,6 +77,28 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.num_steps = 2000
         c.num_seeds = 16
         c.eval_batch = 500
+    elif variant in ("modern", "modern_copy", "modern_tiny"):
+        c.task = "copy_memory" if variant == "modern_copy" else "adding_le"
+        c.cells = ",".join(MODERN_CELL_KWARGS)
+        c.cell_kwargs = ml_collections.ConfigDict(MODERN_CELL_KWARGS)
+        c.seq_lens = (100, 300, 1000)
+        c.clip = (True,)
+        c.hidden_size = 32
+        c.learning_rate = 5e-3
+        c.batch_size = 16
+        c.num_steps = 200
+        c.num_seeds = 4
+        c.eval_size = 256
+        c.eval_batch = 256
+        if variant == "modern_tiny":    # for tests
+            c.cells = "indrnn"          # its kwargs hold the per-T placeholder
+            c.seq_lens = (4,)
+            c.hidden_size = 4
+            c.batch_size = 2
+            c.num_steps = 2
+            c.num_seeds = 2
+            c.eval_size = 8
+            c.eval_batch = 8
     elif variant == "tiny":             # for tests: seconds, not minutes
         c.seq_lens = (10,)
         c.cells = "rnn"

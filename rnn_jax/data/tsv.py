@@ -3,7 +3,9 @@
 How users bring their own sentiment (or any text-classification) data: one example
 per line, the text, a TAB, and the label. The label is everything after the LAST tab
 (texts may contain tabs); blank lines are skipped; a non-blank line without a tab or
-with an empty label or text is an error naming the file and line.
+with an empty label or text is an error naming the file and line, and so is a line that
+is not UTF-8. A first line naming the columns (``text<TAB>label``; see :func:`is_header`)
+is skipped, never read as an example of class "label".
 
 Tokens are characters (``"char"``) or whitespace-separated words (``"whitespace"``).
 Vocabulary ids: 0 = ``<pad>``, 1 = ``<unk>``, then the tokens of the training texts.
@@ -29,17 +31,48 @@ class Examples(NamedTuple):
     labels: list[str]
 
 
-def read_tsv(path: str) -> Examples:
-    """Read ``text<TAB>label`` lines (UTF-8). See the module docstring for the format."""
+HEADER_LABELS = ("label", "labels", "class", "category", "target")
+
+
+def is_header(line: str) -> bool:
+    """Whether a first line ``text<TAB>label`` names the columns: its label part is one
+    of :data:`HEADER_LABELS` (any case) and its text part is a single word."""
+    if "\t" not in line:
+        return False
+    text, label = line.rsplit("\t", 1)
+    return label.strip().lower() in HEADER_LABELS and len(text.split()) == 1
+
+
+def read_tsv(path: str, header: bool | None = None) -> Examples:
+    """Read ``text<TAB>label`` lines (UTF-8). See the module docstring for the format.
+
+    ``header``: True skips the first non-blank line, False reads it as an example, None
+    (default) skips it when :func:`is_header` says it names the columns (e.g.
+    ``text<TAB>label``), so a header never becomes a class. A line that is not UTF-8
+    raises ValueError naming the file and line.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"TSV file {path!r} does not exist (config.data.path)")
     texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    first = True
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte "
+                                 f"{e.start} of the line, {raw[max(0, e.start - 10):e.end + 10]!r}); "
+                                 "save the file as UTF-8") from None
             line = line.rstrip("\r\n")
+            if lineno == 1:
+                line = line.lstrip("\ufeff")  # a UTF-8 byte-order mark
             if not line.strip():
                 continue
+            if first:
+                first = False
+                if header or (header is None and is_header(line)):
+                    continue
             if "\t" not in line:
                 raise ValueError(f"{path}:{lineno}: line has no label: expected "
                                  f"'text<TAB>label', got {line[:60]!r}")
@@ -71,12 +104,15 @@ def build_token_vocab(texts: Sequence[str], mode: str, max_size: int | None = No
                        reserved=(PAD, UNK), max_size=max_size)
 
 
-def label_ids(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
-    """``[N]`` int32 index of each label in ``classes``; unknown labels raise ValueError."""
+def label_ids(labels: Sequence[str], classes: Sequence[str], source: str = "") -> np.ndarray:
+    """``[N]`` int32 index of each label in ``classes``; unknown labels raise ValueError
+    naming ``source`` (the file they come from)."""
     index = {c: i for i, c in enumerate(classes)}
     bad = sorted({l for l in labels if l not in index})
     if bad:
-        raise ValueError(f"labels {bad} do not occur in the training file's classes {list(classes)}")
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}labels {bad} do not occur in the training examples' classes "
+                         f"{list(classes)}")
     return np.asarray([index[l] for l in labels], np.int32)
 
 

@@ -33,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from rnn_jax.diagnostics._common import (accumulation_dtype, check_batch_ndim, check_lengths,
+                                         masked, per_example)
 from rnn_jax.gates import lstm_pointwise
-from rnn_jax import _scan
 from rnn_jax._scan import check_carry as _check_carry, num_steps as _num_steps
-from rnn_jax.cells.base import step_of
 
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
 
@@ -149,33 +149,6 @@ def _check_common(step, params, carry, xs) -> int:
     return num_steps
 
 
-def _with_padding_and_resets(step, carry, xs, lengths, resets):
-    """``(step, xs)`` for a run with ``lengths``/``resets`` (as in ``rnn_jax.unroll``).
-
-    The returned step is the sequence engine's one masked scan body
-    (:func:`rnn_jax._scan.masked_step`) and the returned ``xs`` carries the per-step
-    flags. A padded step reads zeros instead of its input and holds the carry, so its
-    Jacobian is the identity and NaN/Inf in the padding reach no value or gradient; a
-    reset step starts from ``carry`` again, so no gradient flows across it.
-    """
-    step = step_of(step)
-    if lengths is None and resets is None:
-        return step, xs
-    T = _num_steps(xs)
-    if lengths is not None:
-        lengths = _scan.check_lengths(lengths, carry, T)
-    if resets is not None:
-        resets = _scan.check_resets(resets, carry, xs, T)
-    valid = None if lengths is None else _scan.valid_mask(lengths, T)
-
-    def masked(params, c, inp):
-        body = _scan.masked_step(step, params, carry, masked=lengths is not None,
-                                 with_resets=resets is not None)
-        return body(c, inp)
-
-    return masked, (valid, resets, xs)
-
-
 def _forward_states(step, params, carry, xs):
     """``states``: the carries ``carry_0 .. carry_{T-1}`` stacked on a leading time axis."""
     def body(c, x):
@@ -195,7 +168,7 @@ def _check_loss(loss_fn, states):
 # ------------------------------------------------------------------ gradient norms
 
 def grad_norms(step: Step, params, carry, xs, loss_fn: Callable[[Any], jax.Array], *,
-               log10: bool = False, lengths=None, resets=None):
+               log10: bool = False, lengths=None):
     """Per-step norms of the total derivative ``dL/dcarry_t``, in one backward pass.
 
     Definition. With ``carry_t`` as in the module docstring, ``states`` is the pytree of
@@ -230,15 +203,18 @@ def grad_norms(step: Step, params, carry, xs, loss_fn: Callable[[Any], jax.Array
       loss_fn: ``states -> scalar``; for example the task loss of a readout of
         ``states[-1]``.
       log10: return ``log10`` of the norms (``-inf`` for an exactly zero gradient).
-      lengths, resets: as in ``rnn_jax.unroll``: padded steps hold the carry (their
-        states repeat the last valid one) and never read their inputs; a reset sends the
-        carry back to ``carry`` and cuts the gradient path.
+      lengths: optional int array with the carry's batch shape (a scalar for one
+        sequence): steps ``t >= lengths`` are padding and keep the carry unchanged, so
+        ``states[t]`` for ``t >= lengths`` repeats the last valid carry (``loss_fn`` may
+        read ``states[-1]``). NaN/Inf in the padding has no effect.
 
     Returns:
       A pytree with the carry's structure, each leaf float ``[T]``.
     """
-    step, xs = _with_padding_and_resets(step, carry, xs, lengths, resets)
     num_steps = _check_common(step, params, carry, xs)
+    lengths = check_lengths(lengths, carry, xs)
+    if lengths is not None:
+        step, xs = masked(step, xs, lengths)
     states_shape = jax.eval_shape(lambda p, c, x: _forward_states(step, p, c, x), params, carry, xs)
     _check_loss(loss_fn, states_shape)
     if not log10:
@@ -324,20 +300,30 @@ def _matrix_log_norm(n, ord):
     return jnp.log10(jnp.linalg.norm(n, 2))
 
 
-def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list):
+def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list, last=None):
     """Reverse scan of ``M_t = M_{t+1} J_{t+1}``, ``M_{T-1} = I``, with optional renormalisation.
 
     Returns per-step ``log10 ||M_t||`` (or ``||M_t||``) and, for the lags in ``lag_list``,
-    ``(N, scale)`` with ``M = N * 10**scale``.
+    ``(N, scale)`` with ``M = N * 10**scale``. Lags count back from ``last`` (default
+    T-1; a padded sequence's last valid step).
     """
     T = _num_steps(xs)
+    last_valid = T - 1 if last is None else last
     flat0, unravel = ravel_pytree(carry)
+    carry_dtype = flat0.dtype
+    # The product, its norms and its SVD are kept in float32 (or wider) whatever the
+    # carry's dtype: LAPACK has no bfloat16/float16 SVD, and a product of many bfloat16
+    # factors would lose ~3 digits per step. Each step itself still runs in its own dtype
+    # (unravel casts the float32 vector back to the carry's leaf dtypes).
+    acc = accumulation_dtype(flat0.dtype)
+    flat0 = flat0.astype(acc)
     D = flat0.shape[0]
     states = _forward_states(step, params, carry, xs)
-    flat_states = jax.vmap(lambda s: ravel_pytree(s)[0])(states)
+    flat_states = jax.vmap(lambda s: ravel_pytree(s)[0].astype(acc))(states)
 
     def step_flat(c, x):
-        return ravel_pytree(step(params, unravel(c), x)[0])[0]
+        # The step runs in the carry's own dtype (unravel casts only mixed-dtype trees).
+        return ravel_pytree(step(params, unravel(c.astype(carry_dtype)), x)[0])[0].astype(acc)
 
     eye = jnp.eye(D, dtype=flat0.dtype)
     lags = jnp.asarray(lag_list, jnp.int32).reshape(-1)
@@ -361,27 +347,27 @@ def _jacobian_scan(step, params, carry, xs, *, ord, log10, lag_list):
             lg_n = _log10_norm(n)
             n = n * jnp.where(jnp.isfinite(lg_n), jnp.power(10.0, -lg_n), 0.0).astype(n.dtype)
             lg = _lg_add(lg, lg_n)
-        hit = (T - 1 - t) == lags
+        hit = (last_valid - t) == lags
         buf = jnp.where(hit.reshape(n_lags, 1, 1), n[None], buf)
         buf_lg = (jnp.where(hit, lg[0], buf_lg[0]), jnp.where(hit, lg[1], buf_lg[1]))
         return (n, lg, buf, buf_lg), measure(n, lg)
 
-    last = measure(eye, zero_lg)
+    at_last = measure(eye, zero_lg)  # M_{T-1} = I
     if T == 1:
-        return last[None], (buf, buf_lg)
+        return at_last[None], (buf, buf_lg)
     inputs = (jnp.arange(T - 1), flat_states[:-1],
               jax.tree_util.tree_map(lambda a: a[1:], xs))
     (_, _, buf, buf_lg), outs = jax.lax.scan(body, (eye, zero_lg, buf, buf_lg), inputs,
                                              reverse=True)
-    return jnp.concatenate([outs, last[None]]), (buf, buf_lg)
+    return jnp.concatenate([outs, at_last[None]]), (buf, buf_lg)
 
 
 def jacobian_norms(step: Step, params, carry, xs, *, ord: int | str = 2, log10: bool = False,
-                   lengths=None, resets=None):
+                   lengths=None, batch_ndim: int = 0):
     """Norms of ``d carry_{T-1} / d carry_t`` for every t.
 
     Definition. With the carry flattened to a vector of size D (``jax.flatten_util``
-    order, batch axes included), ``M_t = d carry_{T-1} / d carry_t`` is a D x D matrix,
+    order), ``M_t = d carry_{T-1} / d carry_t`` is a D x D matrix,
     ``M_{T-1} = I`` and ``M_t = M_{t+1} J_{t+1}`` with ``J_{t+1} = d carry_{t+1}/d carry_t``.
     The result ``[T]`` holds ``||M_t||`` in the chosen norm: ``ord=2`` the largest
     singular value, ``ord="fro"`` the Frobenius norm. Index t is time; lag k = T-1-t.
@@ -392,37 +378,70 @@ def jacobian_norms(step: Step, params, carry, xs, *, ord: int | str = 2, log10: 
     separately (integer plus fraction), so e.g. ``(0.5 Q)^2000`` gives -602.06 in float32
     (Pascanu et al. 2013, arXiv 1211.5063, give the linear-case bound
     ``||M_t|| <= ||W||^(T-1-t)``). Without ``log10`` the plain product is returned and
-    underflows to 0 once it drops below float32's range. ``lengths``/``resets`` as in
-    :func:`grad_norms` (a padded step's Jacobian is the identity, a reset's is zero).
+    underflows to 0 once it drops below float32's range. The product and its norms are
+    computed in float32 for a bfloat16/float16 carry.
+
+    Args:
+      lengths: optional int array with the carry's batch shape (a scalar for one
+        sequence): steps ``t >= lengths`` are padding and keep the carry (their Jacobian
+        is the identity, so ``M_t`` for ``t < lengths`` is ``d carry_{lengths-1} /
+        d carry_t``). NaN/Inf in the padding has no effect.
+      batch_ndim: the number of leading carry axes that index independent examples
+        (``xs`` is then ``[T, *batch, ...]``). 0 (default) flattens the whole carry,
+        batch axes included, into one D (a block-diagonal Jacobian, B^2 times the
+        memory); ``batch_ndim=1`` vmaps over a ``[B, H]`` carry and returns ``[B, T]``.
 
     Returns:
-      float ``[T]``: ``||M_t||`` or ``log10 ||M_t||``.
+      float ``[*batch, T]``: ``||M_t||`` or ``log10 ||M_t||``.
     """
     _check_ord(ord)
-    step, xs = _with_padding_and_resets(step, carry, xs, lengths, resets)
     _check_common(step, params, carry, xs)
-    return _jacobian_scan(step, params, carry, xs, ord=ord, log10=log10, lag_list=[0])[0]
+    n = check_batch_ndim(batch_ndim, carry, xs)
+    lengths = check_lengths(lengths, carry, xs)
+
+    def one(p, c, x, *length):
+        s = step
+        if length:
+            s, x = masked(step, x, length[0])
+        return _jacobian_scan(s, p, c, x, ord=ord, log10=log10, lag_list=[0])[0]
+
+    args = (params, carry, xs) + (() if lengths is None else (lengths,))
+    return per_example(one, n, with_lengths=lengths is not None)(*args)
 
 
 def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log10: bool = True,
-                     lengths=None, resets=None):
+                     lengths=None, batch_ndim: int = 0):
     """Singular values of ``M_t = d carry_{T-1} / d carry_t`` at chosen lags k = T-1-t.
 
-    Same product as :func:`jacobian_norms`. Returns ``[len(lags), D]``, each row in
-    descending order: ``log10`` of the singular values when ``log10=True`` (default), else
-    the values. The product is renormalised per step as in :func:`jacobian_norms`, so the
-    overall scale never underflows; within one matrix float32 resolves singular values
-    down to ~1e-7 times the largest, smaller ones are rounding noise.
+    Same product as :func:`jacobian_norms` (``lengths`` and ``batch_ndim`` as there;
+    with ``lengths`` each sequence's lags count back from its own last valid step, and a
+    lag beyond a sequence's length reads as the identity, all zeros in log10).
+    Returns ``[*batch, len(lags), D]``, each row in descending order: ``log10`` of the
+    singular values when ``log10=True`` (default), else the values. The product is
+    renormalised per step as in :func:`jacobian_norms`, so the overall scale never
+    underflows; within one matrix float32 resolves singular values down to ~1e-7 times
+    the largest, smaller ones are rounding noise. The SVD runs in float32 for a
+    bfloat16/float16 carry.
     """
-    step, xs = _with_padding_and_resets(step, carry, xs, lengths, resets)
     T = _check_common(step, params, carry, xs)
     lag_list = _check_lags(lags, T)
-    _, (buf, buf_lg) = _jacobian_scan(step, params, carry, xs, ord="fro", log10=True,
-                                      lag_list=lag_list)
-    sv = jnp.linalg.svd(buf, compute_uv=False)
-    tiny = sv <= 0
-    log_sv = jnp.where(tiny, -jnp.inf, jnp.log10(jnp.where(tiny, 1.0, sv)))
-    log_sv = log_sv + _lg_to_float(buf_lg)[:, None]
+    n = check_batch_ndim(batch_ndim, carry, xs)
+    lengths = check_lengths(lengths, carry, xs)
+
+    def one(p, c, x, *length):
+        s = step
+        if length:
+            s, x = masked(step, x, length[0])
+        last = length[0] - 1 if length else None
+        _, (buf, buf_lg) = _jacobian_scan(s, p, c, x, ord="fro", log10=True, lag_list=lag_list,
+                                          last=last)
+        sv = jnp.linalg.svd(buf, compute_uv=False)
+        tiny = sv <= 0
+        log_sv = jnp.where(tiny, -jnp.inf, jnp.log10(jnp.where(tiny, 1.0, sv)))
+        return log_sv + _lg_to_float(buf_lg)[:, None]
+
+    args = (params, carry, xs) + (() if lengths is None else (lengths,))
+    log_sv = per_example(one, n, with_lengths=lengths is not None)(*args)
     return log_sv if log10 else jnp.power(10.0, log_sv)
 
 

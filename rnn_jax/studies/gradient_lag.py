@@ -26,6 +26,13 @@ Outputs in ``--workdir``: ``config.json``, ``results.json`` (keys ``lags``, ``cu
 with ``label``/``cell``/``step``/``log10_grad_norm``/``log10_grad_norm_std`` per curve,
 plus variant-specific keys), ``gradient_lag.png``/``.pdf`` and, for "radius",
 ``jacobian_spectra.png``/``.pdf``.
+
+Resume: each group of models that trains as one program (for "models"; e.g. the three
+LSTM initialisations) and each activation (for "radius") is one point, written
+atomically to ``points/<key>.json`` when finished (:mod:`rnn_jax.studies.resume`).
+Rerunning the same command in the same workdir reloads finished points and computes only
+the rest, with the same numbers as an uninterrupted run. A workdir holding another
+experiment, or this study with another config, is refused naming the differing fields.
 """
 
 from __future__ import annotations
@@ -42,19 +49,62 @@ import ml_collections
 import numpy as np
 
 from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks, training
+from rnn_jax.studies import resume
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import workdir as workdir_lib
 
-# name -> (legend label, cell, cell kwargs; "T" stands for the task's seq_len)
+# name -> (legend label, cell, default cell kwargs). A string value is resolved against
+# the task's seq_len T: "T" -> T, "2^(1/T)" -> 2 ** (1 / T) (IndRNN's cap, Li et al. 2018).
+# config.model_kwargs[name] overrides the defaults key by key.
 MODELS = {
     "rnn": ("tanh RNN (orthogonal)", "rnn", {"recurrent_init": "orthogonal"}),
     "lstm_fb0": ("LSTM, forget bias 0", "lstm", {"forget_bias": 0.0}),
     "lstm_fb1": ("LSTM, forget bias 1", "lstm", {"forget_bias": 1.0}),
     "lstm_chrono": ("LSTM, chrono init", "lstm", {"chrono_t_max": "T"}),
     "gru": ("GRU", "gru", {}),
+    # Orvieto et al. 2023: ring init |lambda| in [r_min, r_max], small phases (their LRA pi/10).
+    "lru_r090": ("LRU, r_min 0.9", "lru", {"r_min": 0.9, "r_max": 0.999, "max_phase": math.pi / 10}),
+    "lru_r099": ("LRU, r_min 0.99", "lru", {"r_min": 0.99, "r_max": 0.999, "max_phase": math.pi / 10}),
+    "min_gru": ("minGRU", "min_gru", {}),
+    "min_lstm": ("minLSTM", "min_lstm", {}),
+    "slstm": ("sLSTM", "slstm", {"num_heads": 4}),
+    "indrnn": ("IndRNN (relu)", "indrnn", {"recurrent_max": "2^(1/T)"}),
 }
 _COLORS = {"rnn": plotting.PALETTE[1], "lstm_fb0": plotting.PALETTE[6],
            "lstm_fb1": plotting.PALETTE[3], "lstm_chrono": plotting.PALETTE[0],
-           "gru": plotting.PALETTE[4]}
+           "gru": plotting.PALETTE[4], "lru_r090": plotting.PALETTE[5],
+           "lru_r099": plotting.PALETTE[5], "min_gru": plotting.PALETTE[4],
+           "min_lstm": plotting.PALETTE[0], "slstm": plotting.PALETTE[3],
+           "indrnn": plotting.PALETTE[2]}
+# Modern cells dashed, so that each shares its classic relative's colour (minGRU/GRU,
+# minLSTM/LSTM) and stays distinguishable in print.
+_STYLES = {"lru_r099": ":", "min_gru": "--", "min_lstm": "--", "slstm": "-.", "lru_r090": "--",
+           "indrnn": "--"}
+_MODERN = ("lru", "min_gru", "min_lstm", "slstm", "indrnn")
+
+
+def _resolve(name: str, key: str, value, T: int):
+    """A model kwarg with the seq_len placeholders replaced (see MODELS)."""
+    if value == "T":
+        return float(T)
+    if value == "2^(1/T)":
+        return 2.0 ** (1.0 / T)
+    if isinstance(value, str) and key not in ("activation", "forget_gate", "recurrent_init"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"config.model_kwargs.{name}.{key} must be a number, 'T' or "
+                             f"'2^(1/T)', got {value!r}") from None
+    return value
+
+
+def model_kwargs(config, name: str) -> dict:
+    """The cell kwargs of model ``name``: MODELS' defaults, then config.model_kwargs[name]."""
+    _, _, kwargs = MODELS[name]
+    over = config.get("model_kwargs", None)
+    over = over.get(name, None) if over is not None else None
+    kwargs = dict(kwargs, **(over.to_dict() if hasattr(over, "to_dict") else dict(over or {})))
+    return {k: _resolve(name, k, v, config.seq_len) for k, v in kwargs.items()}
 
 
 def _log(msg: str) -> None:
@@ -94,7 +144,19 @@ def validate(config) -> None:
         raise ValueError(f"config.task must predict once per sequence (output_mode 'last'), "
                          f"got {config.task!r} with {task.output_mode!r}")
     if config.variant == "models":
-        _model_names(config)
+        names = _model_names(config)
+        over = config.get("model_kwargs", None) or {}
+        unknown = [k for k in over if k not in MODELS]
+        if unknown:
+            raise ValueError(f"config.model_kwargs keys must be model names from "
+                             f"{list(MODELS)}, got {unknown}")
+        for name in names:
+            _, cell_name, _ = MODELS[name]
+            try:
+                models.CELLS[cell_name](config.hidden_size, **model_kwargs(config, name))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"config.model_kwargs.{name} (cell {cell_name!r}) is invalid: "
+                                 f"{e}") from e
         steps = list(config.measure_at)
         if (not steps or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in steps)
                 or steps != sorted(set(steps))):
@@ -120,7 +182,7 @@ def validate(config) -> None:
 # ----------------------------------------------------------------------------- measuring
 
 def _readout_loss(task, readout, h_last, target):
-    """The task loss of one sequence: the model's linear readout of its last hidden state."""
+    """The task loss of one sequence: the model's linear readout of its last output."""
     out = (h_last @ readout["w"] + readout["b"]).reshape(1, -1)
     return task.loss(out, {"targets": target.reshape(1, -1)})
 
@@ -129,38 +191,82 @@ def _hidden(tree):
     return tree[0] if isinstance(tree, tuple) else tree
 
 
-def make_measure(cell, task, seq_len: int):
+def cell_output(cell_name: str, params, carry, x):
+    """The cell's output ``y_t`` from its carry after step t and the input ``x_t``.
+
+    ``y_t = h_t`` (the carry's first leaf) for every built-in cell except the LRU, whose
+    output ``Re(C x_t) + D u_t`` is a readout of its complex state (Orvieto et al. 2023);
+    this is what :func:`rnn_jax.models.last_output` hands the readout.
+    """
+    if cell_name == "lru":
+        x_re, x_im = carry
+        return x_re @ params["C_re"] - x_im @ params["C_im"] + x @ params["D"]
+    return _hidden(carry)
+
+
+_LN10 = math.log(10.0)
+
+
+def state_log10_norm(cell_name: str, g):
+    """log10 of ``||dL/d(recurrent state)_t||`` from :func:`grad_norms`' per-leaf log10 norms.
+
+    The hidden state h (first leaf) for the RNN/LSTM/GRU/minGRU/minLSTM/IndRNN/sLSTM; for
+    the LRU the complex state's norm, ``sqrt(|d re|^2 + |d im|^2)``, summed in log space.
+    """
+    if cell_name == "lru":
+        re, im = g
+        return jnp.logaddexp(2 * _LN10 * re, 2 * _LN10 * im) / (2 * _LN10)
+    return _hidden(g)
+
+
+def make_measure(cell, task, seq_len: int, cell_name: str = ""):
     """``measure(params, batch) -> dict`` of per-example log10 gradient curves, by lag.
 
     ``params = {"cell": ..., "readout": {"w", "b"}}``; ``batch`` is the task's (batch-major,
     right-padded). Each example's curve is read at lags 0..seq_len-1 counted back from its
-    own last valid step (lengths vary in [T, 1.1T]).
+    own last valid step (lengths vary in [T, 1.1T]). ``cell_name`` selects the output
+    (:func:`cell_output`) and the state whose gradient is measured (:func:`state_log10_norm`).
     """
     lag_index = jnp.arange(seq_len)
 
     def one(params, xs, length, target):
+        x_last = jax.lax.dynamic_index_in_dim(xs, length - 1, keepdims=False)
+
         def loss_fn(states):
-            h_last = jax.lax.dynamic_index_in_dim(_hidden(states), length - 1, keepdims=False)
-            return _readout_loss(task, params["readout"], h_last, target)
+            last = jax.tree_util.tree_map(
+                lambda s: jax.lax.dynamic_index_in_dim(s, length - 1, keepdims=False), states)
+            y_last = cell_output(cell_name, params["cell"], last, x_last)
+            return _readout_loss(task, params["readout"], y_last, target)
 
         g = diagnostics.grad_norms(cell.step, params["cell"], cell.initial_carry(), xs, loss_fn,
                                    log10=True)
         idx = length - 1 - lag_index
-        out = {"h": _hidden(g)[idx]}
-        if isinstance(g, tuple):
-            out["c"] = g[1][idx]
+        out = {"h": state_log10_norm(cell_name, g)[idx]}
+        if isinstance(g, tuple) and cell_name != "lru":
+            out["c"] = g[1][idx]   # LSTM / sLSTM: the cell-state path
         return out
 
     def measure(params, batch):
         out = jax.vmap(one, in_axes=(None, 0, 0, 0))(params, batch["inputs"], batch["lengths"],
                                                      batch["targets"])
-        if cell.gates and cell.gates != ("h",):
-            # All sequences are valid for their first seq_len steps.
-            xs = jnp.swapaxes(batch["inputs"][:, :seq_len], 0, 1)
+        # All sequences are valid for their first seq_len steps.
+        xs = jnp.swapaxes(batch["inputs"][:, :seq_len], 0, 1)
+        if cell_name in ("lstm", "gru") or (not cell_name and cell.gates
+                                            and cell.gates != ("h",)):
             stats = diagnostics.forget_gate_stats(cell, params["cell"],
                                                   cell.initial_carry(xs.shape[1:2]), xs)
             out["gate_mean"] = stats["mean"]
             out["gate_mean_log10"] = stats["mean_log10"]
+        if cell.retention is not None:
+            # The fraction of each memory unit kept per step (Cell.retention): the forget
+            # gate, GRU update gate, |lambda|, ... along the forward pass.
+            def body(carry, x):
+                r = cell.retention(params["cell"], carry, x)
+                return cell.step(params["cell"], carry, x)[0], r
+
+            _, r = jax.lax.scan(body, cell.initial_carry(xs.shape[1:2]), xs)
+            out["retention_mean"] = jnp.mean(r)
+            out["retention_frac_above_0.9"] = jnp.mean(r > 0.9)
         return out
 
     return measure
@@ -202,14 +308,16 @@ def _train_config(config, cell_name, cell_kwargs, total_steps):
 
 # Cell kwargs that only change the initial parameters, not the step function: models
 # that differ only in these train as one vmapped program.
-_INIT_ONLY_KWARGS = {"forget_bias", "chrono_t_max", "recurrent_scale", "recurrent_init"}
+_INIT_ONLY_KWARGS = {"forget_bias", "chrono_t_max", "recurrent_scale", "recurrent_init",
+                     "r_min", "r_max", "max_phase", "recurrent_init_max"}
 
 
 def _groups(config):
     """Models grouped so that each group shares one step function: [(cell_name, [names])]."""
     groups: dict = {}
     for name in _model_names(config):
-        _, cell_name, kwargs = MODELS[name]
+        _, cell_name, _ = MODELS[name]
+        kwargs = model_kwargs(config, name)
         key = cell_name if set(kwargs) <= _INIT_ONLY_KWARGS else name
         groups.setdefault(key, (cell_name, []))[1].append(name)
     return list(groups.values())
@@ -219,7 +327,7 @@ def _stack_states(states):
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *states)
 
 
-def _run_models(config):
+def _run_models(config, cached):
     task = tasks.get(config.task)
     T, S = config.seq_len, config.num_seeds
     steps = list(config.measure_at)
@@ -228,72 +336,92 @@ def _run_models(config):
                              config.diag_batch, T)
     curves = []
     for cell_name, names in _groups(config):
-        t0 = time.time()
-        tcs, labels = [], []
-        for name in names:
-            label, _, kwargs = MODELS[name]
-            kwargs = {k: (float(T) if v == "T" else v) for k, v in kwargs.items()}
-            tcs.append(_train_config(config, cell_name, kwargs, steps[-1]))
-            labels.append(label)
-        # Every model of the group x every seed is one row of the vmapped state. The step
-        # function is the same for the whole group, so the first config drives training.
-        keys, _ = training.seed_keys(tcs[0])
-        state = _stack_states([jax.vmap(functools.partial(training.init_state, tc))(keys)
-                               for tc in tcs])
-        cell = models.make_cell(tcs[0])
-        measure = jax.jit(jax.vmap(make_measure(cell, task, T), in_axes=(0, None)))
-        train_chunk = None
-        if chunk:
-            train_chunk = jax.jit(jax.vmap(lambda s, tc=tcs[0]: training.run_steps(tc, s, chunk)))
-        done = 0
-        for target in steps:
-            losses = None
-            while done < target:
-                state, metrics = train_chunk(state)
-                done += chunk
-                losses = np.asarray(metrics["loss"])[:, -1].reshape(len(names), S)
-            out = jax.device_get(measure(state.params, diag_batch))
-            for v, (name, label) in enumerate(zip(names, labels)):
-                rows = slice(v * S, (v + 1) * S)
-                h = _summarise(out["h"][rows])
-                loss = None if losses is None else float(losses[v].mean())
-                curve = {"label": label, "model": name, "cell": cell_name, "step": target,
-                         "log10_grad_norm": _finite_list(h["mean"]),
-                         "log10_grad_norm_std": _finite_list(h["std"]),
-                         "log10_grad_norm_seed_min": _finite_list(h["lo"]),
-                         "log10_grad_norm_seed_max": _finite_list(h["hi"]),
-                         "slope_per_lag": diagnostics.lag_slope(h["mean"]),
-                         "train_loss": loss}
-                if "c" in out:
-                    curve["log10_cell_grad_norm"] = _finite_list(_summarise(out["c"][rows])["mean"])
-                if "gate_mean" in out:
-                    curve["gate"] = "forget (f)" if cell_name == "lstm" else "update (z)"
-                    curve["mean_gate"] = float(np.mean(out["gate_mean"][rows]))
-                    curve["mean_log10_gate"] = float(np.mean(out["gate_mean_log10"][rows]))
-                curves.append(curve)
-                drop = h["mean"][0] - h["mean"][-1]
-                _log(f"{label:24s} step {target:5d}: log10 |dL/dh| drops {drop:6.2f} orders over "
-                     f"{T - 1} lags" + (f", train loss {loss:.4f}" if loss is not None else "")
-                     + (f", mean {curve['gate']} gate {curve['mean_gate']:.3f}"
-                        if "gate" in curve else "") + f" ({time.time() - t0:.1f} s)")
+        curves += cached("models_" + "+".join(names),
+                         functools.partial(_run_group, config, task, diag_batch, steps, chunk,
+                                           cell_name, names))
     order = {n: i for i, n in enumerate(_model_names(config))}
     curves.sort(key=lambda c: (c["step"], order[c["model"]]))
     return {"lags": list(range(T)), "curves": curves}
 
 
+def _run_group(config, task, diag_batch, steps, chunk, cell_name, names):
+    """The curves of one group of models that share a step function (one resume point)."""
+    T, S = config.seq_len, config.num_seeds
+    curves = []
+    t0 = time.time()
+    tcs, labels = [], []
+    for name in names:
+        label, _, _ = MODELS[name]
+        kwargs = model_kwargs(config, name)
+        tcs.append(_train_config(config, cell_name, kwargs, steps[-1]))
+        labels.append(label)
+    # Every model of the group x every seed is one row of the vmapped state. The step
+    # function is the same for the whole group, so the first config drives training.
+    keys, _ = training.seed_keys(tcs[0])
+    state = _stack_states([jax.vmap(functools.partial(training.init_state, tc))(keys)
+                           for tc in tcs])
+    cell = models.make_cell(tcs[0])
+    measure = jax.jit(jax.vmap(make_measure(cell, task, T, cell_name), in_axes=(0, None)))
+    train_chunk = None
+    if chunk:
+        train_chunk = jax.jit(jax.vmap(lambda s, tc=tcs[0]: training.run_steps(tc, s, chunk)))
+    done = 0
+    for target in steps:
+        losses = None
+        while done < target:
+            state, metrics = train_chunk(state)
+            done += chunk
+            losses = np.asarray(metrics["loss"])[:, -1].reshape(len(names), S)
+        out = jax.device_get(measure(state.params, diag_batch))
+        for v, (name, label) in enumerate(zip(names, labels)):
+            rows = slice(v * S, (v + 1) * S)
+            h = _summarise(out["h"][rows])
+            loss = None if losses is None else float(losses[v].mean())
+            curve = {"label": label, "model": name, "cell": cell_name, "step": target,
+                     "log10_grad_norm": _finite_list(h["mean"]),
+                     "log10_grad_norm_std": _finite_list(h["std"]),
+                     "log10_grad_norm_seed_min": _finite_list(h["lo"]),
+                     "log10_grad_norm_seed_max": _finite_list(h["hi"]),
+                     "slope_per_lag": diagnostics.lag_slope(h["mean"]),
+                     "train_loss": loss}
+            if "c" in out:
+                curve["log10_cell_grad_norm"] = _finite_list(_summarise(out["c"][rows])["mean"])
+            if "retention_mean" in out:
+                curve["mean_retention"] = float(np.mean(out["retention_mean"][rows]))
+                curve["retention_frac_above_0.9"] = float(
+                    np.mean(out["retention_frac_above_0.9"][rows]))
+            if "gate_mean" in out:
+                curve["gate"] = "forget (f)" if cell_name == "lstm" else "update (z)"
+                curve["mean_gate"] = float(np.mean(out["gate_mean"][rows]))
+                curve["mean_log10_gate"] = float(np.mean(out["gate_mean_log10"][rows]))
+            curves.append(curve)
+            drop = h["mean"][0] - h["mean"][-1]
+            _log(f"{label:24s} step {target:5d}: log10 |dL/dh| drops {drop:6.2f} orders over "
+                 f"{T - 1} lags" + (f", train loss {loss:.4f}" if loss is not None else "")
+                 + (f", mean {curve['gate']} gate {curve['mean_gate']:.3f}"
+                    if "gate" in curve else "")
+                 + (f", mean retention {curve['mean_retention']:.3f}"
+                    if "mean_retention" in curve else "") + f" ({time.time() - t0:.1f} s)")
+    return _jsonable(curves)
+
+
 def _plot_models(results, config, stem):
     steps = sorted({c["step"] for c in results["curves"]})
-    fig, axes = plotting.panels(len(steps), panel_height=1.5)
+    n = len({c["model"] for c in results["curves"]})
+    fig, axes = plotting.panels(len(steps), panel_height=1.5 if n <= 6 else 1.9,
+                                width=plotting.COLUMN_WIDTH if n <= 6 else plotting.PAGE_WIDTH * 0.62)
     for ax, step in zip(axes, steps):
         entries = [{"mean": np.array(c["log10_grad_norm"], dtype=np.float64),
                     "lo": np.array(c["log10_grad_norm_seed_min"], dtype=np.float64),
                     "hi": np.array(c["log10_grad_norm_seed_max"], dtype=np.float64),
-                    "label": c["label"], "color": _COLORS.get(c["model"])}
+                    "label": c["label"], "color": _COLORS.get(c["model"]),
+                    "linestyle": _STYLES.get(c["model"], "-")}
                    for c in results["curves"] if c["step"] == step]
         plotting.lag_curves(ax, results["lags"], entries,
                             xlabel="time lag k" if ax is axes[-1] else "")
         plotting.panel_label(ax, "at init" if step == 0 else f"after {step} steps")
-    plotting.legend_above(fig, axes, ncol=2)
+    n = len({c["model"] for c in results["curves"]})
+    plotting.legend_above(fig, axes, ncol=2 if n <= 6 else 3)
     return plotting.save(fig, stem)
 
 
@@ -313,7 +441,7 @@ def _rnn_cell(hidden, activation, radius):
     return cells.Cell(base.init, base.initial_carry, step, hidden, ("h",))
 
 
-def _run_radius(config):
+def _run_radius(config, cached):
     task = tasks.get(config.task)
     T, H = config.seq_len, config.hidden_size
     batch = task.sample(jax.random.fold_in(jax.random.PRNGKey(config.seed), 10_000),
@@ -323,11 +451,13 @@ def _run_radius(config):
     # Jacobians are taken over the first T steps, valid in every sequence.
     xs_j = jnp.swapaxes(batch["inputs"][:n_j, :T], 0, 1)
     lags = [int(k) for k in config.spectra_lags]
-    curves, spectra = [], []
     t0 = time.time()
     radii = [float(r) for r in config.radii]
     S = config.num_seeds
-    for activation in config.activations:
+
+    def one_activation(activation):
+        """Curves and spectra of one activation, all radii (one resume point)."""
+        curves, spectra = [], []
         # The radius only changes the initial w_h, so all radii x seeds run as one program.
         cells_by_radius = [_rnn_cell(H, activation, r) for r in radii]
         cell = cells_by_radius[0]
@@ -339,7 +469,7 @@ def _run_radius(config):
                                 "b": jnp.zeros((task.output_size,))}}
 
         params = _stack_states([jax.vmap(functools.partial(init, c))(keys) for c in cells_by_radius])
-        grads = jax.jit(jax.vmap(make_measure(cell, task, T), in_axes=(0, None)))(params, batch)
+        grads = jax.jit(jax.vmap(make_measure(cell, task, T, "rnn"), in_axes=(0, None)))(params, batch)
 
         def jac(p, xs):
             return diagnostics.jacobian_norms(cell.step, p, cell.initial_carry(), xs,
@@ -373,6 +503,13 @@ def _run_radius(config):
             _log(f"{label:22s}: log10 ||dh_T/dh_t|| slope {curves[-1]['jacobian_slope_per_lag']:+.3f}"
                  f"/lag (bound log10 r = {math.log10(radius):+.3f}), grad drops "
                  f"{g['mean'][0] - g['mean'][-1]:.2f} orders ({time.time() - t0:.1f} s)")
+        return _jsonable({"curves": curves, "spectra": spectra})
+
+    curves, spectra = [], []
+    for activation in config.activations:
+        out = cached(f"radius_{activation}", functools.partial(one_activation, activation))
+        curves += out["curves"]
+        spectra += out["spectra"]
     return {"lags": list(range(T)), "curves": curves, "spectra": spectra,
             "spectra_lags": lags}
 
@@ -441,6 +578,7 @@ def _jsonable(x):
     return x
 
 
+@workdir_lib.claims("gradient_lag", validate=validate)
 def run(config, workdir: str) -> dict:
     """Run the study described by ``config`` and write its outputs into ``workdir``.
 
@@ -449,20 +587,33 @@ def run(config, workdir: str) -> dict:
     if not workdir:
         raise ValueError("workdir must be a directory path, got an empty value")
     validate(config)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    fprint = resume.claim(workdir, "gradient_lag", config)
     t0 = time.time()
     _log(f"variant {config.variant!r}, T={config.seq_len}, H={config.hidden_size}, "
          f"{config.num_seeds} seeds x {config.diag_batch} sequences -> {workdir}")
+    resumed = []
+
+    def cached(key, compute):
+        # One resume point: reload it if a previous run finished it, else compute and save.
+        point = resume.load_point(workdir, key, fprint)
+        if point is not None:
+            resumed.append(key)
+            _log(f"{key}: finished before, reloaded points/{key}.json")
+            return point
+        point = compute()
+        resume.save_point(workdir, key, fprint, point)
+        return point
+
     if config.variant == "models":
-        results = _run_models(config)
+        results = _run_models(config, cached)
     else:
-        results = _run_radius(config)
+        results = _run_radius(config, cached)
     results = _jsonable(dict(results, variant=config.variant, seq_len=config.seq_len,
-                             seconds=time.time() - t0))
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+                             seconds=time.time() - t0, resumed_points=resumed))
+    path = os.path.join(workdir, "results.json")
+    with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=1, allow_nan=False)
+    os.replace(path + ".tmp", path)
     stem = os.path.join(workdir, "gradient_lag")
     paths = (_plot_models if config.variant == "models" else _plot_radius)(results, config, stem)
     _log(f"done in {time.time() - t0:.1f} s; wrote results.json, " + ", ".join(

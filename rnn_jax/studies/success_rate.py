@@ -33,6 +33,12 @@ per point: ``cell``, ``clip`` (bool), ``seq_len``, ``num_seeds``, ``num_success`
 and ``seconds``; and ``success_rate.png``/``.pdf`` (one panel per clip setting, success
 rate against T with 95% Wilson intervals). results.json is rewritten after every
 point, so a long run can be watched (``"complete": false`` until the end).
+
+Resume: every finished point is also written atomically to ``points/<cell>_clip-<on|off>_T<T>.json``
+(:mod:`rnn_jax.studies.resume`). Rerunning the same command in the same workdir reloads
+the finished points and computes only the rest; the points equal an uninterrupted run's
+(each point's keys derive from ``config.seed`` alone). A workdir holding another
+experiment, or this study with another config, is refused naming the differing fields.
 """
 
 from __future__ import annotations
@@ -48,12 +54,23 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from rnn_jax import models, plotting, tasks, training
+from rnn_jax.studies import resume
 from rnn_jax.train import config as train_config_lib
+from rnn_jax.train import workdir as workdir_lib
 
-CELLS = ("rnn", "lstm", "gru")
-_LABELS = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU"}
-_COLORS = {"rnn": plotting.PALETTE[1], "lstm": plotting.PALETTE[3], "gru": plotting.PALETTE[4]}
-_MARKERS = {"rnn": "o", "lstm": "s", "gru": "^"}
+CLASSIC = ("rnn", "lstm", "gru")
+MODERN = ("lru", "min_gru", "min_lstm", "slstm", "indrnn")
+CELLS = CLASSIC + MODERN
+_LABELS = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU", "lru": "LRU", "min_gru": "minGRU",
+           "min_lstm": "minLSTM", "slstm": "sLSTM", "indrnn": "IndRNN"}
+_COLORS = {"rnn": plotting.PALETTE[1], "lstm": plotting.PALETTE[3], "gru": plotting.PALETTE[4],
+           "lru": plotting.PALETTE[5], "min_gru": plotting.PALETTE[4],
+           "min_lstm": plotting.PALETTE[3], "slstm": plotting.PALETTE[0],
+           "indrnn": plotting.PALETTE[2]}
+_MARKERS = {"rnn": "o", "lstm": "s", "gru": "^", "lru": "D", "min_gru": "v", "min_lstm": "P",
+            "slstm": "X", "indrnn": "o"}
+# String cell kwargs resolved per point against its T (e.g. IndRNN's cap 2^(1/T), Li et al. 2018).
+_PLACEHOLDERS = {"T": lambda t: float(t), "2^(1/T)": lambda t: 2.0 ** (1.0 / t)}
 
 
 def _log(msg: str) -> None:
@@ -78,7 +95,10 @@ def train_config(config, cell: str, clip: bool, seq_len: int) -> ml_collections.
     c.cell = cell
     c.hidden_size = config.hidden_size
     kwargs = config.cell_kwargs.get(cell, None) if "cell_kwargs" in config else None
-    c.cell_kwargs = ml_collections.ConfigDict(kwargs.to_dict() if kwargs is not None else {})
+    kwargs = kwargs.to_dict() if kwargs is not None else {}
+    kwargs = {k: (_PLACEHOLDERS[v](seq_len) if isinstance(v, str) and v in _PLACEHOLDERS else v)
+              for k, v in kwargs.items()}
+    c.cell_kwargs = ml_collections.ConfigDict(kwargs)
     c.task.name = config.task
     c.task.seq_len = seq_len
     c.task.kwargs = ml_collections.ConfigDict(config.task_kwargs.to_dict())
@@ -217,26 +237,37 @@ def run_point(config, cell: str, clip: bool, seq_len: int) -> dict:
 # ----------------------------------------------------------------------------- figure
 
 def plot(results: dict, stem: str) -> list[str]:
-    """success_rate.{png,pdf}: one panel per clip setting, success rate vs T per cell."""
+    """success_rate.{png,pdf}: success rate vs T per cell, with 95% Wilson intervals.
+
+    One panel per clip setting; with a single clip setting and both classic and modern
+    cells, one panel for each family instead (eight curves in one panel do not read).
+    """
     points = results["points"]
     clips = [c for c in (False, True) if any(p["clip"] is c for p in points)]
     cells = [c for c in CELLS if any(p["cell"] == c for p in points)]
-    fig, axes = plotting.panels(len(clips), vertical=False, panel_height=1.9,
-                                width=plotting.COLUMN_WIDTH if len(clips) == 1 else plotting.PAGE_WIDTH * 0.62)
-    for ax, clip in zip(axes, clips):
+    families = [f for f in (CLASSIC, MODERN) if any(c in f for c in cells)]
+    if len(clips) == 1 and len(families) == 2:
+        groups = [(clips[0], [c for c in cells if c in f],
+                   "classic cells" if f is CLASSIC else "modern cells") for f in families]
+    else:
+        groups = [(clip, cells, f"clipping at norm {results['clip_norm']:g}" if clip
+                   else "no clipping") for clip in clips]
+    fig, axes = plotting.panels(len(groups), vertical=False, panel_height=1.9,
+                                width=plotting.COLUMN_WIDTH if len(groups) == 1 else plotting.PAGE_WIDTH * 0.62)
+    for ax, (clip, group, title) in zip(axes, groups):
         curves = []
-        for cell in cells:
+        for cell in group:
             pts = sorted((p for p in points if p["cell"] == cell and p["clip"] is clip),
                          key=lambda p: p["seq_len"])
             curves.append({"x": [p["seq_len"] for p in pts],
                            "successes": [p["num_success"] for p in pts],
                            "trials": [p["num_seeds"] for p in pts],
-                           "label": _LABELS[cell], "color": _COLORS[cell], "marker": _MARKERS[cell]})
+                           "label": _LABELS[cell], "color": _COLORS[cell], "marker": _MARKERS[cell],
+                           "linestyle": "--" if cell in MODERN else "-"})
         plotting.success_rate_curves(ax, curves, xlabel="sequence length T",
                                      ylabel="success rate" if ax is axes[0] else None)
-        plotting.panel_label(ax, f"clipping at norm {results['clip_norm']:g}" if clip
-                             else "no clipping")
-    plotting.legend_above(fig, axes, ncol=len(cells))
+        plotting.panel_label(ax, title)
+    plotting.legend_above(fig, axes, ncol=min(len(cells), 4))
     return plotting.save(fig, stem)
 
 
@@ -250,6 +281,12 @@ def _write_results(workdir: str, results: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
+def point_key(cell: str, clip: bool, seq_len: int) -> str:
+    """The file name (without .json) of one finished point under ``<workdir>/points/``."""
+    return f"{cell}_clip-{'on' if clip else 'off'}_T{int(seq_len)}"
+
+
+@workdir_lib.claims("success_rate", validate=validate)
 def run(config, workdir: str) -> dict:
     """Run the study described by ``config``; write its outputs into ``workdir``.
 
@@ -260,21 +297,30 @@ def run(config, workdir: str) -> dict:
     validate(config)
     names, clips, seq_lens = cell_names(config), list(config.clip), list(config.seq_lens)
     task = tasks.get(config.task, **config.task_kwargs.to_dict())
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-        f.write("\n")
-    grid = [(cell, clip, t) for clip in clips for cell in names for t in seq_lens]
+    fprint = resume.claim(workdir, "success_rate", config)
+    # T-major: an interrupted run has every cell at the short lengths first.
+    grid = [(cell, clip, t) for clip in clips for t in seq_lens for cell in names]
     eval_size = config.eval_size or task.eval_size
     results = {"task": config.task, "metric_name": task.metric_name, "clip_norm": float(config.clip_norm),
-               "num_steps": config.num_steps, "eval_size": eval_size,
+               "num_steps": config.num_steps, "eval_size": eval_size, "seq_lens": seq_lens,
                "jax_backend": jax.default_backend(), "points": [], "complete": False}
     _log(f"{config.task}: {len(grid)} points ({'/'.join(names)} x clip {clips} x T {seq_lens}), "
          f"{config.num_seeds} seeds x {config.num_steps} steps each, success on {eval_size} "
          f"fresh sequences -> {workdir}")
     t0 = time.time()
+    resumed = 0
     for i, (cell, clip, seq_len) in enumerate(grid):
+        key = point_key(cell, clip, seq_len)
+        point = resume.load_point(workdir, key, fprint)
+        if point is not None:
+            resumed += 1
+            results["points"].append(point)
+            _log(f"[{i + 1}/{len(grid)}] {cell} clip {'on' if clip else 'off'} T={seq_len}: "
+                 f"finished before, {point['num_success']}/{point['num_seeds']} succeed "
+                 f"(points/{key}.json)")
+            continue
         point = run_point(config, cell, clip, seq_len)
+        resume.save_point(workdir, key, fprint, point)
         results["points"].append(point)
         results["seconds"] = time.time() - t0
         _write_results(workdir, results)
@@ -284,6 +330,7 @@ def run(config, workdir: str) -> dict:
              f"{point['num_success']}/{point['num_seeds']} succeed, median {task.metric_name} "
              f"{median}, {sum(point['diverged'])} diverged ({point['seconds']:.1f} s; "
              f"total {time.time() - t0:.0f} s)")
+    results["resumed_points"] = resumed
     results["complete"] = True
     results["seconds"] = time.time() - t0
     _write_results(workdir, results)

@@ -64,7 +64,7 @@ def latch(num_relevant: int = 3, *, target: str = "regression", vary_length: boo
         ints = randint(k_int, (batch_size, 2), [0, seq_len], [2, width + 1])
         label, lengths = ints[:, 0], ints[:, 1]
         noise = jnp.sqrt(NOISE_VARIANCE) * jax.random.normal(k_noise, (batch_size, width))
-        sign = (2.0 * label - 1.0).reshape(-1, 1)
+        sign = (2.0 * label.astype(jnp.float32) - 1.0).reshape(-1, 1)
         t = jnp.arange(width).reshape(1, width)
         values = jnp.where(t < num_relevant, sign, noise)
         values = jnp.where(t < lengths.reshape(-1, 1), values, 0.0)

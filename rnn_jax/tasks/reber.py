@@ -159,7 +159,7 @@ def embedded_reber(*, eval_size: int = 512) -> Task:
         width = check_size("seq_len", seq_len, MIN_STRING_LENGTH - 1)
         syms, states = sample_strings(key, batch_size, width + 1)
         lengths = jnp.sum(syms >= 0, axis=1) - 1
-        valid = step_mask(lengths, width).reshape(batch_size, width, 1)
+        valid = step_mask(lengths, width).reshape(batch_size, width, 1).astype(jnp.float32)
         inputs = jax.nn.one_hot(syms[:, :width], len(SYMBOLS)) * valid
         targets = legal_table[states[:, :width]].astype(jnp.float32) * valid
         return {"inputs": inputs, "targets": targets, "lengths": lengths.astype(jnp.int32)}

@@ -16,17 +16,58 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Mapping
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.config import RESUMABLE_FIELDS
+from rnn_jax.train.workdir import IncompatibleWorkdirError
 
 
-class IncompatibleCheckpointError(ValueError):
+class IncompatibleCheckpointError(IncompatibleWorkdirError):
     """The workdir holds checkpoints of a run with a different config."""
+
+
+DAMAGED_DIR = "checkpoints_damaged"  # next to checkpoints/: where damaged steps are moved
+# Words of tensorstore's status messages when a file is missing, short or corrupt.
+_STORAGE_ERRORS = ("OUT_OF_RANGE", "DATA_LOSS", "NOT_FOUND", "Error reading", "Error opening",
+                   "tensorstore", "FAILED_PRECONDITION")
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+def _silence_closed_loop_noise() -> None:
+    """After a failed read, orbax leaves coroutines that asyncio reports at exit as
+    "Exception ignored in coroutine ... Event loop is closed" (a traceback per array).
+    The damage is already reported in one line; drop exactly those reports."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_rnn_jax_filter", False):
+        return
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc):
+            return
+        previous(unraisable)
+
+    hook._rnn_jax_filter = True
+    sys.unraisablehook = hook
+
+
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint's files are damaged (``step``, ``path``, ``problem``)."""
+
+    def __init__(self, step: int, path: str, problem: str):
+        super().__init__(f"damaged checkpoint {path}: {problem}")
+        self.step, self.path, self.problem = step, path, problem
 
 
 def config_to_json_dict(config) -> dict:
@@ -34,28 +75,10 @@ def config_to_json_dict(config) -> dict:
     return json.loads(config.to_json())
 
 
-def _flatten(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_differences(saved: Mapping, current: Mapping) -> list[str]:
     """``"field: checkpoint=a, now=b"`` for each field that differs, except those in
     ``RESUMABLE_FIELDS`` (run length and logging cadence)."""
-    a, b = _flatten(saved), _flatten(current)
-    out = []
-    for field in sorted(set(a) | set(b)):
-        if field in RESUMABLE_FIELDS:
-            continue
-        va, vb = a.get(field, "<absent>"), b.get(field, "<absent>")
-        if va != vb:
-            out.append(f"{field}: checkpoint={va!r}, now={vb!r}")
-    return out
+    return workdir_lib.config_differences(saved, current, RESUMABLE_FIELDS)
 
 
 class Checkpointer:
@@ -111,21 +134,122 @@ class Checkpointer:
                 + "\n  ".join(diffs)
                 + "\nUse a new --workdir, or the original config (only "
                 f"{', '.join(RESUMABLE_FIELDS)} may change on resume; with the warmup_cosine "
-                "schedule, set optimizer.decay_steps to change num_steps).")
+                "schedule the learning rate reaches end_learning_rate at the original run's "
+                "optimizer.decay_steps, so a longer schedule needs a new --workdir).")
 
     def restore(self, step: int, like: Any):
-        """The state saved at ``step``, shaped and typed like the pytree ``like``."""
+        """The state saved at ``step``, shaped and typed like the pytree ``like``.
+
+        Raises :class:`DamagedCheckpointError` when its files are damaged (missing
+        metadata, unreadable data) and :class:`IncompatibleCheckpointError` when they
+        are whole but hold another parameter structure.
+        """
+        if not os.path.exists(os.path.join(self.directory, str(step), "state", "_METADATA")):
+            # Without it orbax reports a pytree structure mismatch: say what is wrong.
+            raise DamagedCheckpointError(step, self._step_dir(step), "state/_METADATA is missing")
         abstract = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
             like)
         try:
             restored = self.manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, OSError) as e:
+            text = str(e)
+            if any(w in text for w in _STORAGE_ERRORS) or isinstance(e, OSError):
+                _silence_closed_loop_noise()
+                raise DamagedCheckpointError(step, self._step_dir(step),
+                                             "its data cannot be read: " + _first_line(text)) from e
             raise IncompatibleCheckpointError(
                 f"the state saved at step {step} in {self.directory} does not match this "
                 f"model's parameter structure: {e}") from e
         return restored["state"]
+
+    # ------------------------------------------------------------ resume, skipping damage
+
+    def _step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def _problem(self, step: int) -> str | None:
+        """What is wrong with the files of ``step`` that can be seen without reading its
+        arrays (None: nothing)."""
+        path = self._step_dir(step)
+        if not os.listdir(path):
+            return "the step directory is empty"
+        for item in ("state", "config"):
+            if not os.path.isdir(os.path.join(path, item)):
+                return f"its {item!r} item is missing"
+        if not os.path.exists(os.path.join(path, "state", "_METADATA")):
+            return "state/_METADATA is missing"
+        try:
+            self.saved_config(step)
+        except Exception as e:  # noqa: BLE001 - any failure to read it is damage
+            return f"its saved config cannot be read: {type(e).__name__}: {_first_line(str(e))}"
+        return None
+
+    def _set_aside(self, step: int, problem: str) -> None:
+        """Move the damaged ``step`` to ``<workdir>/checkpoints_damaged/`` (never delete
+        it: it may be recoverable by hand) and say so in one line."""
+        src = self._step_dir(step)
+        dest_dir = os.path.join(os.path.dirname(self.directory), DAMAGED_DIR)
+        os.makedirs(dest_dir, exist_ok=True)
+        dest, n = os.path.join(dest_dir, str(step)), 1
+        while os.path.exists(dest):
+            dest, n = os.path.join(dest_dir, f"{step}.{n}"), n + 1
+        os.rename(src, dest)
+        self.manager.reload()
+        logging.warning("damaged checkpoint %s: %s; moved it to %s, falling back to the newest "
+                        "good checkpoint", src, problem, dest)
+
+    def resume_step(self, config) -> int | None:
+        """The step to resume ``config`` from: the newest checkpoint whose files look whole
+        (damaged ones are set aside, see :meth:`_set_aside`), after checking that it was
+        written with a compatible config and that ``config.num_steps`` does not lie
+        before it. None when there is no checkpoint. Reads no arrays."""
+        damaged = []
+        while True:
+            step = self.latest_step()
+            if step is None:
+                if damaged:
+                    self._all_damaged(damaged)
+                return None
+            problem = self._problem(step)
+            if problem is None:
+                break
+            self._set_aside(step, problem)
+            damaged.append(step)
+        self.check_compatible(step, config)
+        if config.num_steps < step:
+            raise IncompatibleCheckpointError(
+                f"config.num_steps={config.num_steps} is below the step of the newest "
+                f"checkpoint in {self.directory} ({step}): that run is already past it. Use "
+                f"num_steps >= {step} to resume (num_steps={step} re-evaluates the saved "
+                "state), or a new --workdir for a shorter run")
+        if damaged:
+            logging.warning("resuming from step %d, the newest good checkpoint in %s", step,
+                            self.directory)
+        return step
+
+    def _all_damaged(self, steps):
+        raise FileNotFoundError(
+            f"every checkpoint in {self.directory} is damaged (steps {steps}, moved to "
+            f"{os.path.join(os.path.dirname(self.directory), DAMAGED_DIR)}); nothing to resume "
+            "from: run the same command again to train from step 0")
+
+    def restore_good(self, step: int, like: Any, config):
+        """``(state, step)``: :meth:`restore` of ``step`` (from :meth:`resume_step`), or,
+        when its data turn out damaged, of the newest good checkpoint before it."""
+        damaged = []
+        while True:
+            try:
+                return self.restore(step, like), step
+            except DamagedCheckpointError as e:
+                self._set_aside(step, e.problem)
+                damaged.append(step)
+            step = self.resume_step(config)
+            if step is None:
+                self._all_damaged(damaged)
+            logging.warning("resuming from step %d, the newest good checkpoint in %s", step,
+                            self.directory)
 
     def save(self, step: int, state: Any, config, metrics: Mapping[str, float] | None = None):
         """Save ``state`` and the config at ``step`` (asynchronously; see :meth:`wait`)."""

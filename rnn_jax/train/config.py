@@ -22,14 +22,15 @@ CLIP_MODES = ("global_norm", "value", "adaptive", "none")
 # non-finite updates are skipped (the way to continue past a NaN stop). Anything else
 # differing means an incompatible checkpoint.
 RESUMABLE_FIELDS = ("num_steps", "eval_every", "checkpoint_every", "log_every",
-                    "keep_checkpoints", "progress_every_s", "num_devices", "skip_nonfinite")
+                    "keep_checkpoints", "progress_every_s", "num_devices", "skip_nonfinite",
+                    "diagnostics_every")
 
 
 def default_config() -> ml_collections.ConfigDict:
     """All training fields and their defaults (an LSTM on the 1997 adding problem)."""
     c = ml_collections.ConfigDict()
     # Model.
-    c.cell = "lstm"                      # "rnn" | "lstm" | "gru"
+    c.cell = "lstm"                      # a name in rnn_jax.models.CELLS (rnn, lstm, gru, lru, ...)
     c.hidden_size = 128
     c.cell_kwargs = ml_collections.ConfigDict()  # constructor kwargs of rnn_jax.cells.<cell>
     # Task.
@@ -75,6 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.progress_every_s = 10.0            # seconds between progress log lines
     c.skip_nonfinite = False             # True: skip updates with non-finite loss/grads instead of stopping
     c.num_devices = 0                    # shard the batch over this many local devices; 0 = all
+    c.diagnostics_every = 0              # gradient-flow probes every N steps (rnn_jax.train.probes); 0 = off
     return c
 
 
@@ -151,6 +153,17 @@ def check_optimizer(config) -> None:
         if o.warmup_steps >= total:
             raise ValueError(f"config.optimizer.warmup_steps ({o.warmup_steps}) must be below "
                              f"optimizer.decay_steps or num_steps ({total})")
+        if o.decay_steps and o.decay_steps < config.num_steps and o.end_learning_rate == 0:
+            # Past decay_steps the cosine schedule stays at end_learning_rate: with 0 every
+            # further step would be a no-op update (issue 17, item 4).
+            raise ValueError(
+                f"config.optimizer.decay_steps ({o.decay_steps}) is below num_steps "
+                f"({config.num_steps}): with the warmup_cosine schedule and "
+                "optimizer.end_learning_rate=0 the steps past decay_steps train at learning "
+                "rate 0. A finished cosine schedule cannot be extended in its workdir (changing "
+                "decay_steps changes the learning rate of the steps already trained): train "
+                f"the {config.num_steps}-step run in a new --workdir (decay_steps=0 follows "
+                "num_steps), or set optimizer.end_learning_rate > 0")
     if o.recurrent.enabled:
         _nonneg_float(config, "optimizer.recurrent.learning_rate", strictly=True)
         _nonneg_float(config, "optimizer.recurrent.clip_norm")
@@ -178,18 +191,16 @@ def validate(config) -> None:
         check_int(config, field)
     check_int(config, "task.eval_size", minimum=0)
     check_int(config, "num_devices", minimum=0)
+    check_int(config, "diagnostics_every", minimum=0)
     if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
         raise _field_error("seed", "an int >= 0", config.seed)
 
     check_optimizer(config)
 
-    n_dev = config.num_devices or jax.local_device_count()
-    if config.num_devices > jax.local_device_count():
-        raise _field_error("num_devices", f"at most the {jax.local_device_count()} local devices "
-                           "(0 = all)", config.num_devices)
-    if config.batch_size % n_dev:
-        raise ValueError(f"config.batch_size ({config.batch_size}) must be divisible by the "
-                         f"number of devices it is sharded over ({n_dev}; config.num_devices)")
+    # Devices per process, and the batch split over the ("seed", "data") mesh
+    # (rnn_jax.train.distributed.layout), checked against every process's devices.
+    from rnn_jax.train import distributed
+    distributed.layout(config)
 
     # Cell and task constructors, and the task's own checks on seq_len.
     model = models.make_model(config)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from rnn_jax.train import interrupt as interrupt_lib
 from rnn_jax.train.checkpointing import Checkpointer
 from rnn_jax.train.metrics_log import MetricsLogger, Progress, write_json
 
@@ -54,13 +55,11 @@ def run(config, workdir: str, *, init_state: Callable[[jax.Array], Any],
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
                         metric_name=metric, higher_is_better=higher_is_better)
     try:
-        start = ckpt.latest_step()
-        if start is not None:
-            ckpt.check_compatible(start, config)
+        start = ckpt.resume_step(config)  # damaged checkpoints set aside; config checked
         write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         key = jax.random.PRNGKey(config.seed)
         if start is not None:
-            state = ckpt.restore(start, jax.eval_shape(init_state, key))
+            state, start = ckpt.restore_good(start, jax.eval_shape(init_state, key), config)
         else:
             # One jitted init: eager init would compile every small op separately.
             state, start = jax.jit(init_state)(key), 0
@@ -68,8 +67,11 @@ def run(config, workdir: str, *, init_state: Callable[[jax.Array], Any],
         logger = MetricsLogger(workdir, start_step=start)
         progress = Progress(start, config.num_steps, config.progress_every_s)
         pending = []
+        stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
         try:
             for step in range(start, config.num_steps):
+                if stop.requested:
+                    interrupt_lib.checkpoint_and_stop(ckpt, step, state, config)
                 state, m = step_fn(state, batch(step))
                 pending.append(m)
                 done = step + 1
@@ -87,6 +89,7 @@ def run(config, workdir: str, *, init_state: Callable[[jax.Array], Any],
                     if save:
                         ckpt.save(done, state, config, metrics={metric: ev[metric]})
         finally:
+            stop.uninstall()
             ckpt.wait()
             logger.close()
     finally:

@@ -13,10 +13,16 @@ What it does, in order:
    the local devices;
 5. after each chunk: stops on non-finite loss/gradients (unless
    ``config.skip_nonfinite``), logs, evaluates and checkpoints at their intervals;
-6. writes the final eval metrics to ``<workdir>/eval.json``.
+6. evaluates the final params on a TEST set, fresh sequences drawn from a key disjoint
+   from the training data and from the periodic eval set (which picks the best
+   checkpoint), and writes its metrics and ``success`` to ``<workdir>/eval.json``, with
+   the eval set's final metrics under ``"selection_eval"``.
 
-For several hosts call ``jax.distributed.initialize()`` first on every host; the mesh
-then spans ``jax.devices()`` and each host runs this same program (see the README).
+Several processes (hosts): every experiment main takes ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` and connects the processes before this runs
+(:mod:`rnn_jax.train.distributed`); every process then runs this same function over a
+``("seed", "data")`` mesh of all processes' devices, process 0 alone writes the logs and
+result files, and all write the checkpoints together (see the README).
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ from absl import logging
 
 from rnn_jax import models, training
 from rnn_jax.train import config as config_lib
+from rnn_jax.train import distributed
+from rnn_jax.train import interrupt as interrupt_lib
+from rnn_jax.train import probes
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.checkpointing import Checkpointer
 from rnn_jax.train.metrics_log import MetricsLogger, Progress, quiet_orbax, summarize, write_json
 
@@ -50,13 +60,7 @@ def resolve_config(config):
     return config
 
 
-def make_mesh(config):
-    """A 1-D ``"data"`` mesh over ``config.num_devices`` devices (0 = all), or None for one."""
-    devices = jax.devices()
-    n = config.num_devices or len(devices)
-    if n == 1:
-        return None
-    return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
+make_mesh = distributed.make_mesh  # the ("seed", "data") mesh of all processes' devices
 
 
 def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
@@ -68,13 +72,18 @@ def _check_finite(metrics, first_step: int, checkpointer: Checkpointer) -> None:
             order = np.argsort(idx, kind="stable")
             seed, i = int(seeds[order[0]]), int(idx[order[0]])
             # The failing step is number first_step + i + 1 (steps count from 1).
+            last = checkpointer.latest_step()
+            kept = (f"the last good checkpoint (step {last}) is kept" if last is not None
+                    else "no checkpoint exists yet, so a rerun starts from step 0")
             raise FloatingPointError(
                 f"non-finite {quantity} at step {first_step + i + 1} (seed index {seed}); "
-                f"the last good checkpoint (step {checkpointer.latest_step()}) is kept. "
+                f"{kept}. "
                 "Lower optimizer.learning_rate, enable clipping (optimizer.clip_norm), or "
                 "set skip_nonfinite=True to skip such updates.")
 
 
+@workdir_lib.claims("train", validate=config_lib.validate, resolve=resolve_config,
+                    resumable=config_lib.RESUMABLE_FIELDS)
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train ``config.num_seeds`` seeds in ``workdir`` (resuming if possible); return the final eval.
 
@@ -115,9 +124,24 @@ def restore_state(config, workdir: str, step: int | None = None):
         ckpt.check_compatible(step, config)
         keys, _ = training.seed_keys(config)
         like = jax.eval_shape(jax.vmap(functools.partial(training.init_state, config)), keys)
+        # Restore onto this process group's layout (orbax reshards a checkpoint written
+        # by another number of processes or devices, given the target sharding).
+        placed = distributed.state_sharding(make_mesh(config))
+        like = jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placed), like)
         return ckpt.restore(step, like)
     finally:
         ckpt.close()
+
+
+class _NoLogger:
+    """What processes other than 0 log to: nothing (their metrics are process 0's)."""
+
+    def write(self, step, split, per_seed) -> dict:
+        return {"step": int(step), "split": split, **summarize(per_seed)}
+
+    def close(self) -> None:
+        pass
 
 
 class _Programs(NamedTuple):
@@ -152,46 +176,65 @@ def _programs(config, mesh) -> _Programs:
 
 
 def _build_programs(config, mesh) -> _Programs:
-    init = jax.jit(jax.vmap(functools.partial(training.init_state, config)))
+    # States split over the mesh's "seed" axis; metrics and evals come back replicated,
+    # so every process can read them (a process cannot read another's shards).
+    states, whole = distributed.state_sharding(mesh), distributed.replicated(mesh)
+    seed_axis = None if mesh is None else "seed"
+    init = jax.jit(jax.vmap(functools.partial(training.init_state, config)),
+                   out_shardings=states)
 
     @functools.lru_cache(maxsize=None)
     def runner(n):
         run = functools.partial(training.run_steps, config, num_steps=n, mesh=mesh)
-        return jax.jit(jax.vmap(run), donate_argnums=0)
+        # spmd_axis_name: the batch's ("data",) constraint inside gains the seed axis.
+        return jax.jit(jax.vmap(run, spmd_axis_name=seed_axis), donate_argnums=0,
+                       out_shardings=(states, whole))
 
-    evaluate = jax.jit(jax.vmap(training.make_eval(config), in_axes=(0, None)))
+    evaluate = jax.jit(jax.vmap(training.make_eval(config), in_axes=(0, None),
+                                spmd_axis_name=seed_axis), out_shardings=whole)
     return _Programs(init, runner, evaluate)
 
 
 def _train(config, workdir, task, ckpt) -> dict:
-    start = ckpt.latest_step()
-    if start is not None:
-        ckpt.check_compatible(start, config)  # before writing anything into workdir
-    write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    # Damaged checkpoints are set aside; config and num_steps checked; before writing anything.
+    start = ckpt.resume_step(config)
+    primary = distributed.is_primary()  # only process 0 writes logs and result files
+    if primary:
+        write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
 
     mesh = make_mesh(config)
+    if jax.process_count() > 1:
+        logging.info("process %d of %d: batch rows %s of every step ({seed: (first, end)})",
+                     jax.process_index(), jax.process_count(),
+                     distributed.process_batch_rows(mesh, config.num_seeds, config.batch_size))
     programs = _programs(config, mesh)
-    keys, eval_key = training.seed_keys(config)
+    # Host copies: the same values on every process, which jit then places.
+    keys, eval_key = (np.asarray(k) for k in training.seed_keys(config))
     state = programs.init(keys)
     if start is not None:
-        state = ckpt.restore(start, state)
+        state, start = ckpt.restore_good(start, state, config)
         logging.info("resuming from the checkpoint at step %d in %s", start, ckpt.directory)
     else:
         start = 0
-    # Commit fresh and restored states alike (replicated over the mesh), so both hit
-    # the same compiled programs.
-    if mesh is not None:
-        placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    else:
-        placement = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    state = jax.device_put(state, placement)
+    # Commit fresh and restored states alike (split over seeds, replicated over data),
+    # so both hit the same compiled programs.
+    state = jax.device_put(state, distributed.state_sharding(mesh))
     runner, evaluate = programs.runner, programs.evaluate
     chunk = math.gcd(config.log_every, math.gcd(config.eval_every, config.checkpoint_every))
-    logger = MetricsLogger(workdir, start_step=start)
+    logger = MetricsLogger(workdir, start_step=start) if primary else _NoLogger()
+    probe = None
+    if config.diagnostics_every:  # gradient-flow probes while training (issue 15)
+        chunk = math.gcd(chunk, config.diagnostics_every)
+        probe = probes.Probe(config, workdir, eval_key, start_step=start)
+        if start == 0:
+            probe(0, state.params, logger)
     progress = Progress(start, config.num_steps, config.progress_every_s)
     step, pending, final_eval, ev = start, [], None, None
+    stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
     try:
         while step < config.num_steps:
+            if stop.requested:
+                interrupt_lib.checkpoint_and_stop(ckpt, step, state, config)
             # Chunk boundaries are multiples of `chunk` from step 0, so a resumed run
             # compiles and runs exactly the programs an uninterrupted run would.
             n = min(chunk - step % chunk, config.num_steps - step)
@@ -207,7 +250,10 @@ def _train(config, workdir, task, ckpt) -> dict:
                                  for k in pending[0]}
                 pending = []
                 record = logger.write(step, "train", chunk_metrics)
-                progress.update(step, record["loss"], force=done)
+                if primary:
+                    progress.update(step, record["loss"], force=done)
+            if probe is not None and step % config.diagnostics_every == 0:
+                probe(step, state.params, logger)
             if step % config.eval_every == 0 or step % config.checkpoint_every == 0 or done:
                 ev = jax.device_get(evaluate(state.params, eval_key))
                 final_eval = logger.write(step, "eval", ev)
@@ -216,16 +262,22 @@ def _train(config, workdir, task, ckpt) -> dict:
                               metrics={task.metric_name: final_eval[task.metric_name]})
         if final_eval is None:  # resumed a finished run: evaluate what was restored
             ev = jax.device_get(evaluate(state.params, eval_key))
+        # The reported result comes from sequences no decision was made on (issue 13):
+        # the eval set above selects the best checkpoint, so it is not a test set.
+        test = jax.device_get(evaluate(state.params, training.holdout_key(config)))
     finally:
+        stop.uninstall()
         ckpt.wait()
         logger.close()
 
-    per_seed = {k: np.asarray(v) for k, v in ev.items()}
+    per_seed = {k: np.asarray(v) for k, v in test.items()}
     success = [bool(task.success({k: v[i] for k, v in per_seed.items()}))
                for i in range(config.num_seeds)]
     result = {"step": step, "metric_name": task.metric_name, "success": success,
-              **summarize(per_seed)}
-    write_json(os.path.join(workdir, "eval.json"), result)
-    logging.info("final eval at step %d: %s = %.4g (success %s)", step, task.metric_name,
+              **summarize(per_seed),
+              "selection_eval": summarize({k: np.asarray(v) for k, v in ev.items()})}
+    if primary:
+        write_json(os.path.join(workdir, "eval.json"), result)
+    logging.info("final test at step %d: %s = %.4g (success %s)", step, task.metric_name,
                  result[task.metric_name], success)
     return result

@@ -70,7 +70,15 @@ class MetricsLogger:
             logging.warning("tensorboardX is not installed: no TensorBoard events are written")
             self._tb = None
         else:
-            self._tb = SummaryWriter(logdir=workdir)
+            # Earlier event files may hold steps past start_step, which this run redoes:
+            # TensorBoard drops events at steps >= purge_step written before this file
+            # (a SessionLog.START marker), as the jsonl truncation above does.
+            earlier = any(n.startswith("events.out.tfevents") for n in os.listdir(workdir))
+            # The suffix keeps two runs started in the same second (the file name's time
+            # resolution) from writing one file.
+            self._tb = SummaryWriter(logdir=workdir,
+                                     purge_step=start_step + 1 if earlier else None,
+                                     filename_suffix=f".{os.getpid()}.{start_step}")
 
     def write(self, step: int, split: str, per_seed: Mapping[str, np.ndarray]) -> dict:
         """Log one record; returns it."""

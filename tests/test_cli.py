@@ -1,0 +1,111 @@
+"""Issue 17: the command line. Errors are one line with exit code 2 (1 for a run that
+stopped, 130 for Ctrl-C after saving a checkpoint), never a traceback."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+       "JAX_PLATFORMS": "cpu"}
+ENV.pop("RNN_JAX_TRACEBACK", None)
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", *args], env=ENV, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line_error(proc, code=2):
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-2000:])
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [l for l in lines if l.startswith("error: ")]
+    assert len(errors) == 1, lines
+    return errors[0]
+
+
+def test_config_errors_are_one_line_naming_the_field(tmp_path):
+    workdir = str(tmp_path / "w")
+    # A variant on a config file that has none.
+    line = one_line_error(run_cli("experiments.train", "--config=experiments/configs/adding.py:nosuch",
+                                  f"--workdir={workdir}"))
+    assert "adding.py has no variants" in line and ":nosuch" in line
+    # An override of a field the config does not have: the fields are listed.
+    line = one_line_error(run_cli("experiments.forecast", "--config.optimizer.nosuch=1",
+                                  f"--workdir={workdir}"))
+    assert "no field 'optimizer.nosuch'" in line and "'learning_rate'" in line
+    assert not os.path.exists(workdir)
+
+
+def test_a_bad_config_value_is_one_line_with_the_field_and_choices(tmp_path, capsys):
+    """What experiments/_entry.py's main does with a config its validate refuses."""
+    from experiments import _cli
+    from rnn_jax import classify
+
+    config = classify.default_config()
+    config.cell = "foo"
+    with pytest.raises(SystemExit) as e:
+        _cli.call(classify.train_and_evaluate, config, str(tmp_path / "w"))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: config.cell must be one of")
+    assert "'lstm'" in err and "'foo'" in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_call_maps_errors_to_exit_codes(capsys):
+    from experiments import _cli
+    from rnn_jax.train.interrupt import Interrupted
+    from rnn_jax.train.workdir import WorkdirInUseError
+
+    def raises(e):
+        def f():
+            raise e
+        return f
+
+    for exc, code in ((ValueError("config.x must be 1"), 2), (TypeError("bad type"), 2),
+                      (FileNotFoundError("no file"), 2), (WorkdirInUseError("in use by pid 3"), 1),
+                      (FloatingPointError("non-finite loss"), 1),
+                      (Interrupted("interrupted (Ctrl-C) at step 3: ..."), 130)):
+        with pytest.raises(SystemExit) as e:
+            _cli.call(raises(exc))
+        assert e.value.code == code
+        assert capsys.readouterr().err.strip().endswith(str(exc))
+    with pytest.raises(RuntimeError):  # a bug keeps its traceback
+        _cli.call(raises(RuntimeError("bug")))
+
+
+def test_ctrl_c_saves_a_checkpoint_at_the_current_step_and_exits_130(tmp_path):
+    workdir = tmp_path / "run"
+    args = [sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
+            "--config.cell=rnn", "--config.hidden_size=4", "--config.task.name=adding_le",
+            "--config.task.seq_len=5", "--config.task.eval_size=8", "--config.batch_size=2",
+            "--config.num_steps=1000000", "--config.optimizer.schedule=constant",
+            "--config.log_every=1", "--config.eval_every=100000",
+            "--config.checkpoint_every=100000", "--config.progress_every_s=1000"]
+    proc = subprocess.Popen(args, env=ENV, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted (Ctrl-C) at step "), last
+    step = int(last.split("at step ")[1].split(":")[0])
+    assert step >= 3 and f"saved a checkpoint at step {step}" in last
+    assert (workdir / "checkpoints" / str(step)).is_dir()
+    logged = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
+    assert max(logged) == step  # the checkpoint is the last step trained
+    assert not (workdir / "run.lock").exists() and not (workdir / "eval.json").exists()

@@ -1,0 +1,86 @@
+"""Per-point resume of the studies: an interrupted run resumed equals an uninterrupted one,
+finished points are not recomputed, and a workdir of another config or experiment is refused."""
+
+import json
+import os
+
+import pytest
+
+from experiments.configs import gradient_lag as gl_configs
+from experiments.configs import success_rate as sr_configs
+from rnn_jax.studies import gradient_lag, resume, success_rate
+
+
+class _Interrupt(Exception):
+    """Stands in for Ctrl-C / a killed job between two points."""
+
+
+def test_refuses_another_experiments_workdir_without_writing(tmp_path):
+    workdir = tmp_path / "train_run"
+    workdir.mkdir()
+    train_config = {"cell": "lstm", "num_steps": 400}
+    (workdir / "config.json").write_text(json.dumps(train_config))
+    (workdir / "metrics.jsonl").write_text("{}\n" * 72)
+    with pytest.raises(ValueError, match="another experiment"):
+        success_rate.run(sr_configs.get_config("tiny"), str(workdir))
+    with pytest.raises(ValueError, match="another experiment"):
+        gradient_lag.run(gl_configs.get_config("radius"), str(workdir))
+    assert json.loads((workdir / "config.json").read_text()) == train_config
+    assert (workdir / "metrics.jsonl").read_text() == "{}\n" * 72
+    assert sorted(os.listdir(workdir)) == ["config.json", "metrics.jsonl"]
+    # One study's workdir is not the other's.
+    sr_dir = tmp_path / "sr"
+    resume.claim(str(sr_dir), "success_rate", sr_configs.get_config("tiny"))
+    with pytest.raises(ValueError, match="'success_rate' study"):
+        gradient_lag.run(gl_configs.get_config("radius"), str(sr_dir))
+
+
+def test_point_files_are_checked(tmp_path):
+    config = sr_configs.get_config("tiny")
+    fp = resume.claim(str(tmp_path), "success_rate", config)
+    assert resume.load_point(str(tmp_path), "a", fp) is None
+    resume.save_point(str(tmp_path), "a", fp, {"x": [1.5, None]})
+    assert resume.load_point(str(tmp_path), "a", fp) == {"x": [1.5, None]}
+    assert [n for n in os.listdir(tmp_path / "points")] == ["a.json"]  # no temporary left
+    with pytest.raises(ValueError, match="another config"):
+        resume.load_point(str(tmp_path), "a", "0" * 64)
+    (tmp_path / "points" / "a.json").write_text('{"key": "a", "fing')  # torn by hand
+    with pytest.raises(ValueError, match="a.json is unreadable"):
+        resume.load_point(str(tmp_path), "a", fp)
+    with pytest.raises(ValueError, match="point key"):
+        resume.point_path(str(tmp_path), "../escape")
+
+
+def _tiny_models():
+    c = gl_configs.get_config()
+    c.seq_len, c.hidden_size, c.num_seeds, c.diag_batch, c.train_batch = 22, 4, 2, 2, 2
+    c.models, c.measure_at = "rnn,gru", (0,)
+    return c   # two points: one per cell (each its own step function)
+
+
+def test_gradient_lag_interrupt_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    config = _tiny_models()
+    full = gradient_lag.run(config, str(tmp_path / "full"))
+    assert full["resumed_points"] == []
+
+    workdir = str(tmp_path / "gl")
+    real_save = resume.save_point
+    saved = []
+
+    def save_then_die(workdir, key, fprint, point):
+        real_save(workdir, key, fprint, point)
+        saved.append(key)
+        raise _Interrupt   # killed right after the first point is on disk
+
+    monkeypatch.setattr(resume, "save_point", save_then_die)
+    with pytest.raises(_Interrupt):
+        gradient_lag.run(config, workdir)
+    assert saved == ["models_rnn"]
+    assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+    monkeypatch.setattr(resume, "save_point", lambda *a: saved.append(a[1]) or real_save(*a))
+    resumed = gradient_lag.run(config, workdir)
+    assert saved == ["models_rnn", "models_gru"]       # only the GRU was computed again
+    assert resumed["resumed_points"] == ["models_rnn"]
+    for key in ("curves", "lags"):
+        assert resumed[key] == json.loads(json.dumps(full[key])), key

@@ -83,6 +83,17 @@ def test_parallel_without_a_parallel_path_is_refused():
     with pytest.raises(ValueError, match="parallel_unroll"):
         rnn_jax.unroll(cell.step, params, cell.initial_carry((2,)), xs, parallel=True)
 
+    # A path with the base SequencePath signature cannot return every carry: said clearly.
+    def path(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1):
+        return rnn_jax.unroll(cell.step, params, carry, xs, lengths=lengths, resets=resets,
+                              reverse=reverse)
+    with_path = cell._replace(parallel_unroll=path)
+    _close(rnn_jax.unroll(with_path, params, cell.initial_carry((2,)), xs, parallel=True),
+           rnn_jax.unroll(cell, params, cell.initial_carry((2,)), xs))
+    with pytest.raises(ValueError, match="return_carries=True: this cell's parallel_unroll"):
+        rnn_jax.unroll(with_path, params, cell.initial_carry((2,)), xs, parallel=True,
+                       return_carries=True)
+
 
 def test_frozendict_and_ordereddict_params_keep_the_fast_path():
     from collections import OrderedDict

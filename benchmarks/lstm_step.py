@@ -11,6 +11,10 @@ Implementations, per cell (``--cells lstm,gru,rnn``):
 * ``rnn_jax``: ``rnn_jax.unroll`` with its default fast path (``rnn_jax.fused``);
 * ``rnn_jax-plain``: the same with ``fused=False`` (``jax.lax.scan`` over ``cell.step``
   differentiated by autodiff);
+* ``rnn_jax-vmap``: ``jax.vmap`` over a per-example ``rnn_jax.unroll`` (the fast path's
+  custom_vmap merges the examples into one batch; issue 11 asks <= 1.15x ``rnn_jax``);
+* ``rnn_jax-resets``: ``rnn_jax`` given ``resets`` (every 25th step; issue 11 asks
+  <= 1.10x ``rnn_jax``);
 * ``flax``: ``flax.linen.RNN`` over ``OptimizedLSTMCell`` / ``GRUCell`` / ``SimpleCell``;
 * ``torch``: ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` (oneDNN on CPU) with
   ``torch.set_flush_denormal(True)``; skipped when torch is not installed.
@@ -24,12 +28,12 @@ all implementations alike. The ratios are the numbers to trust. Usage::
     python benchmarks/lstm_step.py --quick         # s1 and s4, 10 rounds
     python benchmarks/lstm_step.py --shapes s1,s3 --cells lstm,gru,rnn --reps 20
     python benchmarks/lstm_step.py --threads 1     # both libraries pinned to one core
+    python benchmarks/lstm_step.py --impls rnn_jax,rnn_jax-vmap,rnn_jax-resets --shapes s1
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import platform
 import json
@@ -73,7 +77,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import rnn_jax  # noqa: E402
-from rnn_jax import cells, fused  # noqa: E402
+from rnn_jax import cells  # noqa: E402
 
 SHAPES = {
     "s1": (32, 100, 32, 128),
@@ -90,10 +94,6 @@ def flops(cell: str, B, T, I, H) -> float:
     return 2.0 * B * T * (I + H) * GATES[cell] * H * 3
 
 
-def _has_fused_kw() -> bool:
-    return "fused" in inspect.signature(rnn_jax.unroll).parameters
-
-
 def _rnn_jax_cell(cell: str, H: int):
     if cell == "lstm":
         return cells.lstm(H)
@@ -102,7 +102,9 @@ def _rnn_jax_cell(cell: str, H: int):
     return cells.rnn(H)
 
 
-def make_rnn_jax(cell: str, shape, use_fused: bool, key):
+def make_rnn_jax(cell: str, shape, mode: str, key):
+    """``mode``: ``"fused"``, ``"plain"``, ``"vmap"`` (per-example unroll, vmapped) or
+    ``"resets"`` (the fast path with a reset every 25 steps)."""
     B, T, I, H = shape
     c = _rnn_jax_cell(cell, H)
     k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -111,24 +113,24 @@ def make_rnn_jax(cell: str, shape, use_fused: bool, key):
     xs = jax.random.normal(k3, (T, B, I))
     target = jax.random.normal(k4, (B, OUT))
     carry0 = c.initial_carry((B,))
+    resets = jnp.broadcast_to((jnp.arange(T) % 25 == 0)[:, None], (T, B))
 
-    if _has_fused_kw():
-        def run(p, x):
-            return rnn_jax.unroll(c.step, p, carry0, x, fused=use_fused)
-    elif use_fused:  # before ops.unroll grew the fast path: call it directly
-        opts = {"lstm": dict(gates=c.gates), "gru": dict(reset_after=True), "rnn": {}}[cell]
-        fn = fused.for_cell(cell, **opts)
-
-        def run(p, x):
-            return fn(p, carry0, x)
-    else:
-        def run(p, x):
-            return rnn_jax.unroll(c.step, p, carry0, x)
-
-    def loss(p, x, y):
-        carry, _ = run(p["cell"], x)
+    def head(carry, p):
         h = carry[0] if isinstance(carry, tuple) else carry
-        return jnp.mean((h @ p["w_o"] - y) ** 2)
+        return h @ p["w_o"]
+
+    if mode == "vmap":
+        def one(p, x, y):  # x: [T, I], y: [OUT], written for one example
+            carry, _ = rnn_jax.unroll(c, p["cell"], c.initial_carry(), x)
+            return jnp.sum((head(carry, p) - y) ** 2)
+
+        def loss(p, x, y):
+            return jnp.sum(jax.vmap(one, (None, 1, 0))(p, x, y)) / (B * OUT)
+    else:
+        def loss(p, x, y):
+            kw = {"resets": resets} if mode == "resets" else {}
+            carry, _ = rnn_jax.unroll(c, p["cell"], carry0, x, fused=mode != "plain", **kw)
+            return jnp.mean((head(carry, p) - y) ** 2)
 
     step = jax.jit(jax.value_and_grad(loss))
     return step, (params, xs, target)
@@ -277,7 +279,9 @@ def bench_shape(cell: str, name: str, reps: int, impls: list[str], peak: float):
         if impl == "flax":
             made = make_flax(cell, shape, key)
         else:
-            made = make_rnn_jax(cell, shape, impl == "rnn_jax", key)
+            mode = {"rnn_jax": "fused", "rnn_jax-plain": "plain", "rnn_jax-vmap": "vmap",
+                    "rnn_jax-resets": "resets"}[impl]
+            made = make_rnn_jax(cell, shape, mode, key)
         if made is None:
             continue
         fn, args = made
@@ -303,6 +307,10 @@ def bench_shape(cell: str, name: str, reps: int, impls: list[str], peak: float):
     med = {k: statistics.median(v) for k, v in times.items()}
     fl = flops(cell, *shape)
     print(f"\n{cell} {name} (B, T, I, H) = {shape}   {fl / 1e9:.2f} GFLOP/step")
+    if "rnn_jax" in med:
+        for k in ("rnn_jax-vmap", "rnn_jax-resets"):
+            if k in med:
+                print(f"  {k} / rnn_jax: {med[k] / med['rnn_jax']:.3f}")
     print(f"  {'impl':<15}{'median ms':>10}{'min':>9}{'max':>9}{'vs flax':>9}{'vs torch':>9}"
           f"{'% peak':>8}{'compile s':>10}")
     for k in runners:
@@ -318,7 +326,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default=None, help="comma list of s1..s4 (default all)")
     ap.add_argument("--cells", default="lstm", help="comma list of lstm,gru,rnn")
-    ap.add_argument("--impls", default="rnn_jax,rnn_jax-plain,flax,torch")
+    ap.add_argument("--impls", default="rnn_jax,rnn_jax-plain,rnn_jax-vmap,flax,torch",
+                    help="comma list of rnn_jax, rnn_jax-plain, rnn_jax-vmap, rnn_jax-resets, "
+                         "flax, torch")
     ap.add_argument("--reps", type=int, default=None, help="timed rounds (>= 10)")
     ap.add_argument("--quick", action="store_true", help="s1 and s4 only, 10 rounds")
     ap.add_argument("--threads", type=int, default=None,

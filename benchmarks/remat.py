@@ -42,7 +42,7 @@ carry0 = cell.initial_carry((B,))
 
 def run(p, x):
     if mode == "remat":
-        return checkpointed_unroll(cell.step, p, carry0, x, fused=True)
+        return checkpointed_unroll(cell, p, carry0, x, fused=True)
     if mode == "fused":
         return fused.lstm_unroll(p, carry0, x)
     return jax.lax.scan(lambda c, xx: cell.step(p, c, xx), carry0, x)

@@ -176,10 +176,17 @@ def from_processing_order(tree, lengths, reverse: bool, T: int):
 
 
 def _vma(x) -> frozenset:
+    """The mesh axes ``x`` varies over inside ``shard_map`` (empty outside)."""
     try:
-        return frozenset(getattr(jax.typeof(x), "vma", frozenset()))
+        aval = jax.typeof(x)
     except TypeError:
         return frozenset()
+    # JAX 0.10 keeps the varying axes in aval.manual_axis_type.varying; earlier
+    # releases had aval.vma.
+    mat = getattr(aval, "manual_axis_type", None)
+    if mat is not None:
+        return frozenset(getattr(mat, "varying", frozenset()))
+    return frozenset(getattr(aval, "vma", frozenset()))
 
 
 def match_varying(tree, *refs):

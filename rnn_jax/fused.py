@@ -59,9 +59,24 @@ def _rows(a):
     return a.reshape((-1, a.shape[-1]))
 
 
+@jax.custom_batching.custom_vmap
 def _mm_tn(a, b):
     """``a^T @ b`` summed over all leading axes: ``[..., M], [..., N] -> [M, N]``."""
     return _rows(a).T @ _rows(b)
+
+
+@_mm_tn.def_vmap
+def _mm_tn_per_example(n, in_batched, a, b):
+    # vmap(grad(...)) needs one weight gradient per example, and grad(vmap(...)) gets
+    # them too before JAX sums them. JAX's own batching of the product above gave a
+    # batched dot that XLA:CPU ran 4-13x slower than this explicit form with the
+    # contraction axis last on the left (s1 shapes, 32 x [128, 100] @ [100, 512]:
+    # 81-86 ms against 6.5 ms).
+    a, b = (x if bt else jnp.broadcast_to(x[None], (n,) + x.shape)
+            for x, bt in zip((a, b), in_batched))
+    a2 = jnp.swapaxes(a.reshape((n, -1, a.shape[-1])), 1, 2)       # [n, M, R]
+    b2 = b.reshape((n, -1, b.shape[-1]))                             # [n, R, N]
+    return jax.lax.dot_general(a2, b2, (((2,), (1,)), ((0,), (0,)))), True
 
 
 def _blend(m, new, old):
@@ -169,7 +184,10 @@ _CARRY_AXIS, _TIME_AXIS = 0, 1
 
 
 def _fold(tree, batched, axis, n):
-    """vmap's axis 0 (size n) merged into the examples axis ``axis``."""
+    """vmap's axis 0 (size n) merged into the examples axis ``axis`` (a tuple of axes
+    for a tuple ``tree``, one per element)."""
+    if isinstance(axis, tuple):
+        return tuple(_fold(t, b, a, n) for t, b, a in zip(tree, batched, axis, strict=True))
     def fold(a, b):
         if not b:
             a = jnp.broadcast_to(a[None], (n,) + a.shape)
@@ -179,6 +197,8 @@ def _fold(tree, batched, axis, n):
 
 
 def _unfold(tree, axis, n):
+    if isinstance(axis, tuple):
+        return tuple(_unfold(t, a, n) for t, a in zip(tree, axis, strict=True))
     def unfold(a):
         a = a.reshape(a.shape[:axis] + (n, a.shape[axis] // n) + a.shape[axis + 1:])
         return jnp.moveaxis(a, axis, 0)

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from rnn_jax import ops
 from rnn_jax.cells import Cell
@@ -46,24 +47,52 @@ def _input_size(xs) -> int:
     return jax.tree_util.tree_leaves(xs)[0].shape[-1]
 
 
+def _lengths(lengths, seq_lengths):
+    """``seq_lengths`` is flax.linen.RNN's name for ``lengths``; accept either, not both."""
+    if lengths is not None and seq_lengths is not None:
+        raise ValueError("pass lengths or seq_lengths (flax's name for it), not both")
+    return lengths if seq_lengths is None else seq_lengths
+
+
+def _initial_carry(module, name, cell, batch, learned: bool):
+    """Zeros, or a learned parameter ``name`` (the cell's unbatched initial carry, zeros at
+    init) broadcast over the batch."""
+    if not learned:
+        return cell.initial_carry(batch)
+    p = module.param(name, lambda key: cell.initial_carry(()))
+    return jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, batch + a.shape), p)
+
+
 class RNN(nn.Module):
     """One recurrent layer: ``cell`` scanned over time.
 
     Attributes:
       cell: any :class:`rnn_jax.Cell`. Its params live under the name ``"cell"``.
       unroll: passed to ``jax.lax.scan``.
+      fused, remat: passed to :func:`rnn_jax.unroll` (the cell's fast path; the
+        checkpointed scan).
+      learn_initial_carry: the initial carry is a parameter ``"initial_carry"`` (zeros at
+        init, shape of ``cell.initial_carry(())``) broadcast over the batch; resets
+        return to it too.
     """
 
     cell: Cell
     unroll: int = 1
+    fused: bool = True
+    remat: bool | int | None = None
+    learn_initial_carry: bool = False
 
     @nn.compact
-    def __call__(self, xs, *, lengths=None, initial_carry=None, reverse: bool = False,
-                 time_major: bool = False, return_carry: bool = False):
+    def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
+                 reverse: bool = False, time_major: bool = False, return_carry: bool = False):
         """Args:
           xs: ``[B, T, I]`` (or ``[T, *batch, I]`` with ``time_major=True``).
-          lengths: optional integer ``[B]``; see :func:`rnn_jax.unroll`.
-          initial_carry: defaults to ``cell.initial_carry(batch_shape)`` (zeros).
+          lengths: optional integer ``[B]``; see :func:`rnn_jax.unroll`. ``seq_lengths``
+            (flax.linen.RNN's name) is the same.
+          resets: optional bool ``[B, T]`` (``[T, *batch]`` time-major): a new sequence
+            starts there; see :func:`rnn_jax.unroll`.
+          initial_carry: defaults to ``cell.initial_carry(batch_shape)`` (zeros), or the
+            learned one.
           reverse: run from each sequence's last valid step back to the first.
           return_carry: also return the final carry.
 
@@ -71,9 +100,12 @@ class RNN(nn.Module):
         """
         params = self.param("cell", lambda key: self.cell.init(key, _input_size(xs)))
         if initial_carry is None:
-            initial_carry = self.cell.initial_carry(_batch_shape(xs, time_major))
-        carry, ys = ops.unroll(self.cell, params, initial_carry, xs, lengths=lengths,
-                               reverse=reverse, unroll=self.unroll, time_major=time_major)
+            initial_carry = _initial_carry(self, "initial_carry", self.cell,
+                                           _batch_shape(xs, time_major), self.learn_initial_carry)
+        carry, ys = ops.unroll(self.cell, params, initial_carry, xs,
+                               lengths=_lengths(lengths, seq_lengths), resets=resets,
+                               reverse=reverse, unroll=self.unroll, time_major=time_major,
+                               fused=self.fused, remat=self.remat)
         return (carry, ys) if return_carry else ys
 
 
@@ -83,28 +115,36 @@ class Bidirectional(nn.Module):
     Attributes:
       cell_fw, cell_bw: cells of the two directions (params ``"cell_fw"``, ``"cell_bw"``).
       merge: ``"concat"``, ``"sum"``, ``"mean"`` or ``(y_fw, y_bw) -> y``.
-      unroll: passed to ``jax.lax.scan``.
+      unroll, fused, remat, learn_initial_carry: as in :class:`RNN` (learned carries
+        ``"initial_carry_fw"``, ``"initial_carry_bw"``).
     """
 
     cell_fw: Cell
     cell_bw: Cell
     merge: str | Callable = "concat"
     unroll: int = 1
+    fused: bool = True
+    remat: bool | int | None = None
+    learn_initial_carry: bool = False
 
     @nn.compact
-    def __call__(self, xs, *, lengths=None, initial_carry=None, time_major: bool = False,
-                 return_carry: bool = False):
+    def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
+                 time_major: bool = False, return_carry: bool = False):
         """``initial_carry`` is a pair ``(forward, backward)``; the backward run starts
-        at each sequence's last valid step. Returns ``ys`` or ``((c_fw, c_bw), ys)``."""
+        at each sequence's last valid step. ``lengths``/``seq_lengths`` and ``resets`` as
+        in :class:`RNN`. Returns ``ys`` or ``((c_fw, c_bw), ys)``."""
         size = _input_size(xs)
         p_fw = self.param("cell_fw", lambda key: self.cell_fw.init(key, size))
         p_bw = self.param("cell_bw", lambda key: self.cell_bw.init(key, size))
         if initial_carry is None:
             batch = _batch_shape(xs, time_major)
-            initial_carry = (self.cell_fw.initial_carry(batch), self.cell_bw.initial_carry(batch))
+            learn = self.learn_initial_carry
+            initial_carry = (_initial_carry(self, "initial_carry_fw", self.cell_fw, batch, learn),
+                             _initial_carry(self, "initial_carry_bw", self.cell_bw, batch, learn))
         carry, ys = ops.bidirectional(self.cell_fw, self.cell_bw, (p_fw, p_bw),
-                                      initial_carry, xs, lengths=lengths, merge=self.merge,
-                                      unroll=self.unroll, time_major=time_major)
+                                      initial_carry, xs, lengths=_lengths(lengths, seq_lengths),
+                                      resets=resets, merge=self.merge, unroll=self.unroll,
+                                      time_major=time_major, fused=self.fused, remat=self.remat)
         return (carry, ys) if return_carry else ys
 
 
@@ -119,7 +159,8 @@ class Stacked(nn.Module):
       skip: a layer whose input and output widths agree adds its input to its output.
       deterministic: default for the call argument of the same name, as in
         ``flax.linen.Dropout``.
-      unroll: passed to ``jax.lax.scan``.
+      unroll, fused, remat, learn_initial_carry: as in :class:`RNN` (learned carries
+        ``"initial_carry_0"``, ``"initial_carry_1"``, ...).
     """
 
     cells: Sequence[Cell]
@@ -127,11 +168,16 @@ class Stacked(nn.Module):
     skip: bool = False
     deterministic: bool | None = None
     unroll: int = 1
+    fused: bool = True
+    remat: bool | int | None = None
+    learn_initial_carry: bool = False
 
     @nn.compact
-    def __call__(self, xs, *, lengths=None, initial_carry=None, time_major: bool = False,
-                 deterministic: bool | None = None, return_carry: bool = False):
-        """``initial_carry``: one carry per layer (default zeros). Returns the top
+    def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
+                 time_major: bool = False, deterministic: bool | None = None,
+                 return_carry: bool = False):
+        """``initial_carry``: one carry per layer (default zeros, or learned).
+        ``lengths``/``seq_lengths`` and ``resets`` as in :class:`RNN`. Returns the top
         layer's ``ys`` or ``(final_carries, ys)``."""
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         if not self.cells:
@@ -145,11 +191,15 @@ class Stacked(nn.Module):
             size = cell.hidden_size
         if initial_carry is None:
             batch = _batch_shape(xs, time_major)
-            initial_carry = tuple(c.initial_carry(batch) for c in self.cells)
+            initial_carry = tuple(_initial_carry(self, f"initial_carry_{k}", c, batch,
+                                                 self.learn_initial_carry)
+                                  for k, c in enumerate(self.cells))
         rate = 0.0 if deterministic else self.dropout_rate
         key = self.make_rng("dropout") if rate > 0.0 else None
         carries, ys = ops.stacked(list(self.cells), params, initial_carry, xs,
-                                  lengths=lengths, dropout_rate=rate, key=key, skip=self.skip,
-                                  unroll=self.unroll, time_major=time_major)
+                                  lengths=_lengths(lengths, seq_lengths), resets=resets,
+                                  dropout_rate=rate, key=key, skip=self.skip,
+                                  unroll=self.unroll, time_major=time_major, fused=self.fused,
+                                  remat=self.remat)
         return (carries, ys) if return_carry else ys
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import inspect
 from collections.abc import Mapping
 
 import jax
@@ -93,12 +94,21 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, resets=None, reverse:
         if use_remat:
             raise ValueError("parallel=True and remat cannot be combined: the parallel path "
                              "has no sequential segments to checkpoint")
+    use_fast = (not parallel and not use_remat and fused and cell is not None
+                and cell.fast_unroll is not None and isinstance(xs, (jax.Array, np.ndarray))
+                and isinstance(params, Mapping))
     # Under shard_map, a carry made inside the map and replicated params must vary like xs.
     params, carry = _scan.match_varying((params, carry), params, carry, xs, lengths, resets)
     extra = {"return_carries": True} if return_carries else {}
     if resets is not None:
         extra["resets"] = resets
 
+    if return_carries and (parallel or use_fast):
+        path = cell.parallel_unroll if parallel else cell.fast_unroll
+        if not _accepts(path, "return_carries"):
+            name = "parallel_unroll" if parallel else "fast_unroll"
+            raise ValueError(f"return_carries=True: this cell's {name} does not return the "
+                             f"carries; pass {'parallel' if parallel else 'fused'}=False")
     if parallel:
         out = cell.parallel_unroll(params, carry, xs, lengths=lengths, reverse=reverse,
                                    unroll=unroll, **extra)
@@ -107,8 +117,7 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, resets=None, reverse:
                                   segment=None if remat is True else remat, lengths=lengths,
                                   resets=resets, reverse=reverse, unroll=unroll, fused=fused,
                                   return_carries=return_carries)
-    elif (fused and cell is not None and cell.fast_unroll is not None
-          and isinstance(xs, (jax.Array, np.ndarray)) and isinstance(params, Mapping)):
+    elif use_fast:
         # FrozenDict/OrderedDict params are read into a plain dict (the fast paths build
         # their gradient as a dict); the gradient still reaches the caller's container.
         out = cell.fast_unroll(dict(params), carry, jnp.asarray(xs), lengths=lengths,
@@ -120,6 +129,15 @@ def unroll(step: Step, params, carry, xs, *, lengths=None, resets=None, reverse:
     if not time_major:
         out = (out[0],) + tuple(_scan.swap_time_batch(o) for o in out[1:])
     return out
+
+
+def _accepts(fn, name: str) -> bool:
+    """Whether ``fn`` takes keyword ``name`` (or ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True  # cannot tell: let the call decide
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
 # bidirectional/stacked take an ``unroll`` keyword that shadows the function.

@@ -1,0 +1,146 @@
+"""Core contract 2.0 (issue 11), part 2 of 3: resets (see test_core_contract.py).
+
+The whole contract:
+
+* a bare step function, even one wrapped with functools.wraps, runs exactly itself;
+* resets: a packed row equals running each sequence alone, values and gradients,
+  on every cell and path (fused, plain, remat, reverse, lengths, bidirectional);
+* return_carries agrees across paths and with the final carry;
+* NaN/Inf in the padding change no value and no gradient, on every path;
+* jax.vmap over a per-example unroll equals the batched call (values and gradients),
+  and per-example gradients (vmap of grad) equal separate grads;
+* shard_map over the batch axis equals the unsharded call (2 host devices, subprocess).
+
+References are independent runs: each packed sequence alone through the plain scan
+(no resets, no padding), and the same computation on clean inputs. Tolerances: every
+quantity is a float32 sum of O(10) terms of size O(1) through a few tanh/sigmoid steps,
+so rounding is ~1e-6 relative; 1e-5 absolute leaves a 10x margin.
+"""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnn_jax
+from rnn_jax import cells
+
+I, H = 3, 4
+ATOL = 1e-5
+
+CELLS = {
+    "lstm": lambda: cells.lstm(H),
+    "lstm_peephole": lambda: cells.lstm(H, peephole=True),
+    "gru": lambda: cells.gru(H),
+    "gru_after": lambda: cells.gru(H, reset_after=True),
+    "rnn": lambda: cells.rnn(H),
+}
+
+
+def _close(a, b, atol=ATOL):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
+
+
+def _setup(name, T=7, batch=(2,), seed=0):
+    cell = CELLS[name]()
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    params = cell.init(k1, I)
+    xs = jax.random.normal(k2, (T,) + batch + (I,))
+    return cell, params, xs
+
+
+# ------------------------------------------------------------------ resets
+
+# Row 0: sequences [0, 4), [4, 9); row 1: [0, 2), [2, 6), [6, 9).
+T_PACK = 9
+STARTS = ({0, 4}, {0, 2, 6})
+
+
+def _packed_setup(name):
+    cell, params, xs = _setup(name, T=T_PACK)
+    resets = np.zeros((T_PACK, 2), bool)
+    for b, starts in enumerate(STARTS):
+        for s in starts:
+            resets[s, b] = True
+    k = jax.random.PRNGKey(7)
+    carry = jax.tree_util.tree_map(lambda z: jax.random.normal(k, z.shape),
+                                   cell.initial_carry((2,)))
+    w = jax.random.normal(jax.random.PRNGKey(3), (T_PACK, 2, H))
+    return cell, params, xs, jnp.asarray(resets), carry, w
+
+
+def _segments(b):
+    s = sorted(STARTS[b]) + [T_PACK]
+    return list(zip(s[:-1], s[1:]))
+
+
+def _first_leaf(c):
+    return jax.tree_util.tree_leaves(c)[0]
+
+
+# Every path on the LSTM; every other cell on one path (all share the fused plumbing).
+@pytest.mark.parametrize("name,path", [
+    ("lstm", "fused"), ("lstm", "plain"), ("lstm", "remat"), ("lstm", "reverse"),
+    ("lstm_peephole", "plain"), ("gru", "fused"), ("gru_after", "reverse"), ("rnn", "fused")])
+def test_packed_row_equals_each_sequence_alone(name, path):
+    cell, params, xs, resets, carry, w = _packed_setup(name)
+    kw = {"fused": path != "plain", "remat": 2 if path == "remat" else None,
+          "reverse": path == "reverse"}
+
+    def packed(p, x, c0):
+        c, ys = rnn_jax.unroll(cell, p, c0, x, resets=resets, **kw)
+        return jnp.sum(jnp.sin(ys) * w) + jnp.sum(_first_leaf(c))
+
+    def separate(p, x, c0):
+        total = 0.0
+        for b in range(2):
+            c_b = jax.tree_util.tree_map(lambda a: a[b], c0)
+            for s, e in _segments(b):
+                c, ys = rnn_jax.unroll(cell.step, p, c_b, x[s:e, b], reverse=kw["reverse"])
+                total = total + jnp.sum(jnp.sin(ys) * w[s:e, b])
+            # The final carry is the last sequence's: forwards the last one run, backwards
+            # the first one (it ends the reversed run).
+            if kw["reverse"]:
+                s, e = _segments(b)[0]
+                c = rnn_jax.unroll(cell.step, p, c_b, x[s:e, b], reverse=True)[0]
+            total = total + jnp.sum(_first_leaf(c))
+        return total
+
+    got = jax.value_and_grad(packed, argnums=(0, 1, 2))(params, xs, carry)
+    want = jax.value_and_grad(separate, argnums=(0, 1, 2))(params, xs, carry)
+    _close(got, want)
+
+
+def test_resets_with_lengths_bidirectional_and_stacked():
+    cell, params, xs, resets, carry, w = _packed_setup("lstm")
+    lengths = jnp.array([T_PACK, 6])  # row 1's last sequence [6, 9) is padding
+    c0 = cell.initial_carry((2,))
+    run = lambda fused: jax.value_and_grad(lambda p: jnp.sum(jnp.sin(rnn_jax.bidirectional(
+        cell, cell, (p, p), (c0, c0), xs, lengths=lengths, resets=resets, fused=fused)[1])))(params)
+    _close(run(True), run(False))
+    # Row 1's backward direction: its sequences [0, 2) and [2, 6) each reversed alone.
+    _, ys = rnn_jax.bidirectional(cell, cell, (params, params), (c0, c0), xs, lengths=lengths,
+                                  resets=resets)
+    for s, e in [(0, 2), (2, 6)]:
+        _, ref = rnn_jax.unroll(cell.step, params, cell.initial_carry(), xs[s:e, 1], reverse=True)
+        _close(ys[s:e, 1, H:], ref)
+    np.testing.assert_array_equal(np.asarray(ys[6:, 1]), 0.0)
+    # stacked: every layer resets; equals two unrolls with resets, the top one plain.
+    p2 = cells.lstm(H).init(jax.random.PRNGKey(9), H)
+    _, top = rnn_jax.stacked([cell, cell], [params, p2], [c0, c0], xs, resets=resets)
+    _, mid = rnn_jax.unroll(cell, params, c0, xs, resets=resets)
+    _, ref = rnn_jax.unroll(cell, p2, c0, mid, resets=resets, fused=False)
+    _close(top, ref)
+
+
+def test_bad_resets_are_refused_naming_resets():
+    cell, params, xs = _setup("gru")
+    carry = cell.initial_carry((2,))
+    with pytest.raises(TypeError, match="resets must be a boolean"):
+        rnn_jax.unroll(cell, params, carry, xs, resets=jnp.zeros((7, 2), jnp.int32))
+    with pytest.raises(ValueError, match=r"resets must have shape \[T, \*batch\] = \(7, 2\)"):
+        rnn_jax.unroll(cell, params, carry, xs, resets=jnp.zeros((6, 2), bool))
+    with pytest.raises(ValueError, match="resets must have shape"):
+        rnn_jax.unroll(cell, params, carry, xs, resets=jnp.zeros((7, 3), bool))

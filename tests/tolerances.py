@@ -128,16 +128,24 @@ def assert_close(got, want, *, rtol=0.0, atol=0.0, err_msg: str = "") -> None:
             f"want {w[i]!r}, |diff| {diff[i]:.3g} > bound {bound[i]:.3g}. {err_msg}")
 
 
-def tree_allclose(got, want, *, rtol=0.0, atol=0.0, err_msg: str = "") -> None:
+def tree_allclose(got, want, *, rtol=0.0, atol=0.0, scaled_atol: float = 0.0,
+                  err_msg: str = "") -> None:
     """Assert that two pytrees have the same structure, shapes and values within tolerance.
 
-    Leaves are compared by :func:`assert_close` (``|got - want| <= atol + rtol * |want|``,
-    in float64), and a failure names the leaf's path. Callers pass tolerances built from
-    the functions above, with a comment saying which bound applies.
+    Leaves are compared by :func:`assert_close`: ``|got - want| <= atol + scaled_atol *
+    max|want_leaf| + rtol * |want|``, in float64; a failure names the leaf's path.
+    ``scaled_atol`` is for entries near zero: such an entry is a sum of terms of the leaf's
+    magnitude that cancelled, so its rounding error is bounded relative to that magnitude,
+    not to itself (an rtol alone cannot hold there). Callers pass tolerances built from the
+    functions above, with a comment saying which bound applies.
     """
     got_leaves, got_def = jax.tree_util.tree_flatten_with_path(got)
     want_leaves, want_def = jax.tree_util.tree_flatten_with_path(want)
     if got_def != want_def:
         raise AssertionError(f"pytree structures differ: {got_def} vs {want_def}. {err_msg}")
     for (path, g), (_, w) in zip(got_leaves, want_leaves):
-        assert_close(g, w, rtol=rtol, atol=atol, err_msg=f"at {_path_str(path)}. {err_msg}")
+        w64 = np.asarray(w, np.float64)
+        finite = w64[np.isfinite(w64)]
+        scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+        assert_close(g, w, rtol=rtol, atol=atol + scaled_atol * scale,
+                     err_msg=f"at {_path_str(path)}. {err_msg}")

@@ -15,7 +15,8 @@ Expected on a 2-core CPU: 3 min 20 s wall (57 steps/s; measured while the 2 core
 shared with other jobs, load ~8; the process used 91 s of CPU), eval error_rate 0.0
 (0/2560 wrong, MSE 3.9e-5, success) at step 10000 with seed 0; the criterion is first
 met at step 6000 (eval every 1000: error_rate 0.85, 0.43, 0.066, 0.0031, 0.0016, 0.0004,
-then 0). With a constant learning rate of 1e-3 the same run reached error_rate 0.002 at
+then 0; that trajectory is one CPU's: on others, and for other seeds, the per-step
+counts differ while the final result holds, see the README's Reproductions). With a constant learning rate of 1e-3 the same run reached error_rate 0.002 at
 step 8000 but oscillated to 0.038 by step 10000, hence the cosine decay.
 """
 

@@ -24,8 +24,9 @@ Every function takes time-major ``[T, *batch, N]`` arrays and the keywords of
   carry before that step: the element becomes ``(0, a_t h0 + b_t)``, so no gradient
   crosses it. Resets in padding are ignored.
 - ``reverse``: the valid part of each sequence is reversed (``t -> L-1-t``), scanned
-  forward and mapped back, so outputs stay aligned with the inputs. ``resets`` move with
-  their steps: under ``reverse`` the carry is reset before step t in processing order.
+  forward and mapped back, so outputs stay aligned with the inputs. ``resets[t]`` marks a
+  sequence starting at step t, as in ``rnn_jax.unroll``: run in reverse, the carry
+  returns to the initial carry before step t - 1.
 
 They return ``(final, hs)``, ``hs`` the state after each step in the original time order
 (at padded steps the carried state, which cells replace by a zero output).
@@ -35,6 +36,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from rnn_jax import _scan
 
 # A finite stand-in for log(0): exp(_NEG - m) is exactly 0 with a zero gradient, and
 # sums of up to ~1e18 of them stay finite in float32, so no -inf (whose arithmetic
@@ -47,48 +50,24 @@ def _bcast(mask, like):
     return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
 
 
-def valid_mask(lengths, num_steps: int):
-    """Bool ``[T, *lengths.shape]``: step t of sequence b is valid iff ``t < lengths[b]``;
-    ``None`` when ``lengths`` is None."""
-    if lengths is None:
-        return None
-    lengths = jnp.asarray(lengths)
-    t = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
-    return t < lengths[None]
-
-
-def reverse_valid(tree, lengths, num_steps: int):
-    """Reverse the first ``lengths`` steps of each sequence (all T without lengths); the
-    padding stays in place. Its own inverse."""
-    if lengths is None:
-        return jax.tree_util.tree_map(lambda a: jnp.flip(a, 0), tree)
-    lengths = jnp.asarray(lengths)
-    t = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
-    idx = jnp.where(t < lengths[None], lengths[None] - 1 - t, t)
-
-    def gather(a):
-        i = idx.reshape(idx.shape + (1,) * (a.ndim - idx.ndim))
-        return jnp.take_along_axis(a, jnp.broadcast_to(i, a.shape), axis=0)
-
-    return jax.tree_util.tree_map(gather, tree)
-
-
 def _prepare(num_steps, lengths, resets, reverse, arrays):
-    """Reverse the inputs if asked; return (arrays, valid, resets) in processing order."""
-    valid = valid_mask(lengths, num_steps)
+    """``(arrays, valid, resets)`` in processing order, by the same rules as the plain scan
+    (:func:`rnn_jax._scan.to_processing_order`), resets inside padding dropped."""
+    if lengths is not None:
+        lengths = jnp.asarray(lengths)
     if resets is not None:
         resets = jnp.asarray(resets, bool)
-        if valid is not None:
-            resets = resets & _bcast(valid, resets)
-    if reverse:
-        arrays = reverse_valid(arrays, lengths, num_steps)
-        if resets is not None:
-            resets = reverse_valid(resets, lengths, num_steps)
+    arrays, resets = _scan.to_processing_order(arrays, resets, lengths, reverse, num_steps)
+    # reverse_valid maps valid steps onto valid steps, so the mask is the same either way.
+    valid = None if lengths is None else _scan.valid_mask(lengths, num_steps)
+    if resets is not None and valid is not None:
+        resets = resets & _bcast(valid, resets)
     return arrays, valid, resets
 
 
 def _finish(hs, lengths, reverse, num_steps):
-    return reverse_valid(hs, lengths, num_steps) if reverse else hs
+    lengths = None if lengths is None else jnp.asarray(lengths)
+    return _scan.from_processing_order(hs, lengths, reverse, num_steps)
 
 
 def _first(mask_shape_like, T):
@@ -207,9 +186,9 @@ def log_linear_scan(log_a, log_b, h0, *, lengths=None, resets=None, reverse=Fals
 
 def zero_padding(ys, lengths):
     """``ys: [T, *batch, ...]`` with the steps ``t >= lengths`` set to 0 (``jnp.where``)."""
-    valid = valid_mask(lengths, ys.shape[0])
-    return ys if valid is None else jnp.where(_bcast(valid, ys), ys, 0.0)
+    if lengths is None:
+        return ys
+    return _scan.zeros_where_not(_scan.valid_mask(jnp.asarray(lengths), ys.shape[0]), ys)
 
 
-__all__ = ["complex_linear_scan", "linear_scan", "log_linear_scan", "reverse_valid",
-           "valid_mask", "zero_padding"]
+__all__ = ["complex_linear_scan", "linear_scan", "log_linear_scan", "zero_padding"]

@@ -10,6 +10,8 @@ from rnn_jax import cells, parallel, unroll
 
 T, B, I, H = 13, 3, 2, 4
 LENGTHS = jnp.array([13, 6, 0])
+# A new sequence starts at these steps (one inside sequence 1's padding: ignored).
+RESETS = jnp.zeros((T, B), bool).at[4, 0].set(True).at[3, 1].set(True).at[9, 1].set(True)
 
 MAKERS = {
     "lru": lambda dt: cells.lru(H, state_size=3, r_min=0.5, r_max=0.99, dtype=dt),
@@ -45,10 +47,8 @@ def _loss(ys, final):
 
 def _run(cell, parallel_path, **kw):
     def f(params, carry, xs):
-        if parallel_path:
-            final, ys = cell.parallel_unroll(params, carry, xs, **kw)
-        else:
-            final, ys = unroll(cell, params, carry, xs, fused=False, **kw)
+        # The parallel path as users reach it: unroll(..., parallel=True).
+        final, ys = unroll(cell, params, carry, xs, fused=False, parallel=parallel_path, **kw)
         return _loss(ys, final), (final, ys)
     return jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)
 
@@ -59,8 +59,9 @@ def _compare(a, b, tol):
 
 
 @pytest.mark.parametrize("name", sorted(MAKERS))
-@pytest.mark.parametrize("kw", [{}, {"lengths": LENGTHS, "reverse": True}],
-                         ids=["plain", "lengths-reverse"])  # lengths alone: the resets test
+@pytest.mark.parametrize("kw", [{}, {"lengths": LENGTHS, "reverse": True},
+                                {"lengths": LENGTHS, "reverse": True, "resets": RESETS}],
+                         ids=["plain", "lengths-reverse", "lengths-reverse-resets"])
 def test_parallel_equals_sequential_float32(name, kw):
     cell, params, carry, xs = _setup(name, jnp.float32)
     got = _run(cell, True, **kw)(params, carry, xs)

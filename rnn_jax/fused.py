@@ -529,7 +529,7 @@ def for_cell(kind: str, **options):
 
     ``kind`` is ``"lstm"`` (options ``gates``, ``peephole``), ``"gru"``
     (``reset_after``) or ``"rnn"`` (``activation``). Used by ``rnn_jax.cells`` to
-    attach ``step.fused_unroll``.
+    fill the ``fast_unroll`` field of their ``Cell``.
     """
     if kind == "lstm":
         if options.get("peephole", False):

@@ -172,10 +172,11 @@ def sequence_loss(logits, tgt_out, tgt_len):
     lp = log_probs(logits)
     nll = -jnp.take_along_axis(lp, tgt_out[..., None], axis=-1)[..., 0]
     mask = attn_lib.length_mask(tgt_len, tgt_out.shape[1])
-    n = jnp.maximum(jnp.sum(mask), 1)
+    # Counts cast explicitly: no implicit int-float promotion (tests run it strict).
+    n = jnp.maximum(jnp.sum(mask), 1).astype(nll.dtype)
     loss = jnp.sum(jnp.where(mask, nll, 0.0)) / n
     right = (jnp.argmax(lp, axis=-1) == tgt_out) | ~mask
-    return loss, jnp.sum(right & mask) / n, jnp.mean(jnp.all(right, axis=1))
+    return loss, jnp.sum(right & mask).astype(n.dtype) / n, jnp.mean(jnp.all(right, axis=1))
 
 
 # ------------------------------------------------------------------------- decoding

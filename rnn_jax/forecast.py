@@ -173,9 +173,10 @@ def make_forecaster(cell_name: str, hidden_size: int):
     def apply(params, z):
         n, w = z.shape
         carry0 = cell.initial_carry((n,))
-        final, _ = unroll(cell, params["cell"], carry0, z.reshape(n, w, 1),
-                          time_major=False)
-        h = final[0] if isinstance(final, tuple) else final  # LSTM carry is (h, c)
+        _, ys = unroll(cell, params["cell"], carry0, z.reshape(n, w, 1), time_major=False)
+        # The last output, not a carry leaf: for RNN/LSTM/GRU y_t = h_t, while the modern
+        # cells in CELLS (e.g. the LRU, y = Re(C x) + D u) carry other state.
+        h = ys[:, -1]
         return (h @ params["readout"]["w"]).reshape(n) + params["readout"]["b"]
 
     return init, apply

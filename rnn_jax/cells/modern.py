@@ -181,6 +181,7 @@ def log_g(k):
 
 
 def g_act(k):
+    """``g(k) = k + 0.5`` for ``k >= 0``, ``sigmoid(k)`` below: continuous and positive."""
     return jnp.where(k >= 0, jax.nn.relu(k) + 0.5, jax.nn.sigmoid(k))
 
 
@@ -193,10 +194,20 @@ def _dense_x_init(kernel_init, dtype, H, n):
     return init
 
 
+def _pre(params, x, n):
+    zx = x @ params["w_x"]
+    return split_gates(zx + bias_like(params["b"], zx), n)
+
+
+def _min_lstm_linear(params, x):
+    k_f, k_i, k_h = _pre(params, x, 3)
+    f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
+    return f / (f + i), i / (f + i), k_h
+
+
 def min_gru_gates(params, x, H):
     """``(log(1 - z), log z + log h_tilde)`` of minGRU, each ``[..., H]``; ``x: [..., I]``."""
-    zx = x @ params["w_x"]
-    k_z, k_h = split_gates(zx + bias_like(params["b"], zx), 2)
+    k_z, k_h = _pre(params, x, 2)
     # log(1 - sigmoid(k)) = -softplus(k), log sigmoid(k) = -softplus(-k).
     return -jax.nn.softplus(k_z), -jax.nn.softplus(-k_z) + log_g(k_h)
 
@@ -209,9 +220,9 @@ def min_gru(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_u
         h_t = (1 - z_t) * h_{t-1} + z_t * h~_t,   y_t = h_t
 
     with ``g(k) = k + 0.5`` (k >= 0), ``sigmoid(k)`` (k < 0), so ``h~ > 0`` and the parallel
-    path can run in log space (the paper's "log-space" minGRU; the sequential step uses
-    the same g so both paths compute one function). The gates see ``x_t`` only, so
-    ``d h_t / d h_{t-1} = diag(1 - z_t)``.
+    path can run in log space (the paper's "log-space" minGRU). The step computes it in
+    linear space, the parallel path in log space; both use g, so they compute one
+    function. The gates see ``x_t`` only, so ``d h_t / d h_{t-1} = diag(1 - z_t)``.
 
     Gate blocks ``("z", "h")``. Params: ``w_x: [I, 2H]``, ``b: [2H]``. Carry: ``h: [*batch, H]``.
     """
@@ -221,14 +232,15 @@ def min_gru(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_u
         check_input(x, params, h, H)
 
     def step(params, h, x):
+        # Linear space here; the parallel path computes the same function in log space.
         check(params, h, x)
-        log_a, log_b = min_gru_gates(params, x, H)
-        h = jnp.exp(log_a) * h + jnp.exp(log_b)
+        k_z, k_h = _pre(params, x, 2)
+        h = jax.nn.sigmoid(-k_z) * h + jax.nn.sigmoid(k_z) * g_act(k_h)
         return h, h
 
     def retention(params, h, x):
         check(params, h, x)
-        return jnp.exp(min_gru_gates(params, x, H)[0])
+        return jax.nn.sigmoid(-_pre(params, x, 2)[0])  # 1 - z
 
     return Cell(_dense_x_init(kernel_init, dtype, H, 2), _zeros(H, dtype), step, H, ("z", "h"),
                 parallel_unroll=_log_space_path(lambda p, x: min_gru_gates(p, x, H), check),
@@ -237,8 +249,7 @@ def min_gru(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_u
 
 def min_lstm_gates(params, x, H):
     """``(log f', log i' + log h~)`` of minLSTM, each ``[..., H]``."""
-    zx = x @ params["w_x"]
-    k_f, k_i, k_h = split_gates(zx + bias_like(params["b"], zx), 3)
+    k_f, k_i, k_h = _pre(params, x, 3)
     # f' = f/(f+i) = 1/(1 + i/f) and log(i/f) = softplus(-k_f) - softplus(-k_i).
     diff = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
     return -jax.nn.softplus(diff), -jax.nn.softplus(-diff) + log_g(k_h)
@@ -261,14 +272,15 @@ def min_lstm(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_
         check_input(x, params, h, H)
 
     def step(params, h, x):
+        # Linear space here; the parallel path computes the same function in log space.
         check(params, h, x)
-        log_a, log_b = min_lstm_gates(params, x, H)
-        h = jnp.exp(log_a) * h + jnp.exp(log_b)
+        f_n, i_n, k_h = _min_lstm_linear(params, x)
+        h = f_n * h + i_n * g_act(k_h)
         return h, h
 
     def retention(params, h, x):
         check(params, h, x)
-        return jnp.exp(min_lstm_gates(params, x, H)[0])
+        return _min_lstm_linear(params, x)[0]  # f'
 
     return Cell(_dense_x_init(kernel_init, dtype, H, 3), _zeros(H, dtype), step, H,
                 ("f", "i", "h"),

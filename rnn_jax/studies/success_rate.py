@@ -312,6 +312,7 @@ def plot(results: dict, stem: str) -> list[str]:
         ax.axhline(1.0, color="0.5", linewidth=0.7, linestyle=":")
         ax.set_yscale("log")
         from matplotlib import ticker
+        ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("sequence length T")

@@ -25,36 +25,8 @@ import numpy as np
 import pytest
 
 import rnn_jax
-from rnn_jax import cells
 
-I, H = 3, 4
-ATOL = 1e-5
-
-CELLS = {
-    "lstm": lambda: cells.lstm(H),
-    "lstm_peephole": lambda: cells.lstm(H, peephole=True),
-    "gru": lambda: cells.gru(H),
-    "gru_after": lambda: cells.gru(H, reset_after=True),
-    "rnn": lambda: cells.rnn(H),
-}
-
-
-def _close(a, b, atol=ATOL):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
-
-
-def _first_leaf(c):
-    return jax.tree_util.tree_leaves(c)[0]
-
-
-def _setup(name, T=7, batch=(2,), seed=0):
-    cell = CELLS[name]()
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    params = cell.init(k1, I)
-    xs = jax.random.normal(k2, (T,) + batch + (I,))
-    return cell, params, xs
-
+from contract_cases import _close, _first_leaf, _setup
 
 # ------------------------------------------------------------------ fast path is a field
 

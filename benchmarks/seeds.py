@@ -3,7 +3,7 @@
     python benchmarks/seeds.py [--seeds 8] [--steps 200] [--cell lstm] [--hidden 32] \
         [--batch 32] [--seq-len 50]
 
-Both variants train the same seeds with the same config (``rnn_jax.training.make_train``):
+Both variants train the same seeds with the same config (``rnn_jax.train.training.make_train``):
 ``jax.jit(jax.vmap(train))(keys)`` as one program, and ``jax.jit(train)`` called once
 per key. Compilation is timed separately (first call) from the steady-state run (best
 of ``--repeats`` further calls); the printed ratio is loop time / vmapped time. The
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rnn_jax import training  # noqa: E402
+from rnn_jax.train import training  # noqa: E402
 
 
 def _timed(fn):

@@ -38,7 +38,7 @@ def _child(a) -> dict:
     import jax
     import numpy as np
 
-    from rnn_jax import training
+    from rnn_jax.train import training
     from rnn_jax.train import distributed, loop
 
     c = training.default_config()

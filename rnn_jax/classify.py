@@ -41,7 +41,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from rnn_jax import attention, models, ops, training
+from rnn_jax import attention, models, ops
+from rnn_jax.train import training
 from rnn_jax import initializers as inits
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import workdir as workdir_lib

@@ -39,7 +39,8 @@ import optax
 from absl import logging
 
 from rnn_jax import initializers as inits
-from rnn_jax import plotting, training
+from rnn_jax import plotting
+from rnn_jax.train import training
 from rnn_jax.data import series as series_lib
 from rnn_jax.models import CELLS
 from rnn_jax.ops import unroll

@@ -43,7 +43,8 @@ import numpy as np
 import optax
 
 from rnn_jax import initializers as inits
-from rnn_jax import models, ops, training
+from rnn_jax import models, ops
+from rnn_jax.train import training
 from rnn_jax.data import text as text_data
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import interrupt as interrupt_lib
@@ -72,7 +73,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.batch_size = 32                    # parallel streams
     c.window = 100                       # TBPTT window (characters per step)
     c.eval_batch_size = 16               # validation streams (all of val is read in order)
-    # Optimizer: the training engine's fields (rnn_jax.training.make_optimizer).
+    # Optimizer: the training engine's fields (rnn_jax.train.training.make_optimizer).
     c.optimizer = copy.deepcopy(training.default_config().optimizer)
     c.optimizer.learning_rate = 2e-3
     c.optimizer.clip_norm = 1.0

@@ -36,7 +36,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from rnn_jax import cells, models, training
+from rnn_jax import cells, models
+from rnn_jax.train import training
 from rnn_jax.data import seq2seq_tasks as tasks_lib
 from rnn_jax.seq2seq_model import (DecodeResult, Seq2Seq, beam_search, greedy_decode, make_model,
                                    sequence_loss)
@@ -72,7 +73,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Decoding at evaluation.
     c.beam_size = 4
     c.length_penalty = 0.0               # alpha of ((5 + |Y|) / 6) ** alpha; 0 = raw log-prob
-    # Optimizer: the training engine's fields (rnn_jax.training.make_optimizer).
+    # Optimizer: the training engine's fields (rnn_jax.train.training.make_optimizer).
     c.optimizer = copy.deepcopy(training.default_config().optimizer)
     c.optimizer.learning_rate = 3e-3
     c.optimizer.clip_norm = 1.0

@@ -29,7 +29,7 @@ def _dtype_promotion_exception(request):
     """Tests marked ``standard_dtype_promotion`` run under JAX's standard promotion.
 
     For third-party code that relies on implicit promotion and that a test cannot route
-    around; each use says why. (optax's transforms need none: rnn_jax.training traces them
+    around; each use says why. (optax's transforms need none: rnn_jax.train.training traces them
     under standard promotion itself.)
     """
     if request.node.get_closest_marker("standard_dtype_promotion") is None:

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from rnn_jax import training
+from rnn_jax.train import training
 from rnn_jax.train import loop
 from rnn_jax.train.checkpointing import Checkpointer, IncompatibleCheckpointError
 from rnn_jax.train.workdir import IncompatibleWorkdirError

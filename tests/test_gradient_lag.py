@@ -10,7 +10,8 @@ import pytest
 
 from rnn_jax.studies import gradient_lag
 from experiments.configs import gradient_lag as gl_configs
-from rnn_jax import models, tasks, training
+from rnn_jax import models, tasks
+from rnn_jax.train import training
 
 
 def _tiny_models_config():

@@ -11,7 +11,8 @@ import pytest
 
 from experiments.configs import gradient_lag as gl_configs
 from experiments.configs import success_rate as sr_configs
-from rnn_jax import models, tasks, training
+from rnn_jax import models, tasks
+from rnn_jax.train import training
 from rnn_jax.studies import gradient_lag, success_rate
 
 

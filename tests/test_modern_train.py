@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import rnn_jax
-from rnn_jax import models, training
+from rnn_jax import models
+from rnn_jax.train import training
 from rnn_jax.train import config as train_config
 
 @pytest.mark.parametrize("name, kwargs", [

@@ -6,7 +6,8 @@ import os
 import jax
 import numpy as np
 
-from rnn_jax import diagnostics, models, training
+from rnn_jax import diagnostics, models
+from rnn_jax.train import training
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import loop, probes
 

@@ -16,7 +16,7 @@ _SCRIPT = textwrap.dedent("""
     import jax
     import numpy as np
     jax.config.update("jax_numpy_rank_promotion", "raise")
-    from rnn_jax import training
+    from rnn_jax.train import training
     from rnn_jax.train import loop
 
     assert jax.device_count() == 4, jax.devices()

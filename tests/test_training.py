@@ -1,4 +1,4 @@
-"""Tests of the model factory and the pure training functions (rnn_jax.models, rnn_jax.training)."""
+"""Tests of the model factory and the pure training functions (rnn_jax.models, rnn_jax.train.training)."""
 
 import json
 import os
@@ -9,7 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from rnn_jax import models, tasks, training
+from rnn_jax import models, tasks
+from rnn_jax.train import training
 from rnn_jax.tasks.base import Task
 from rnn_jax.train import loop
 

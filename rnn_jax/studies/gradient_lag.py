@@ -13,7 +13,7 @@ state with :func:`rnn_jax.diagnostics.grad_norms` (``log10=True``: exact at any
 magnitude), re-indexed by lag k = (last valid step) - t, and averaged over
 ``config.diag_batch`` sequences and the seeds in log10 space. The LSTM's cell-state path
 and the mean forget-gate activation are recorded too. Training uses
-:mod:`rnn_jax.training` (Adam, global-norm clipping).
+:mod:`rnn_jax.train.training` (Adam, global-norm clipping).
 
 Variant "radius". The vanilla RNN's recurrent matrix is ``radius * Q`` (Q orthogonal, so
 every singular value equals the radius), with a linear or tanh activation, at init.
@@ -48,7 +48,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks, training
+from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks
+from rnn_jax.train import training
 from rnn_jax.studies import resume
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import workdir as workdir_lib

@@ -22,47 +22,29 @@ another config is never silently reused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 from collections.abc import Mapping
 
+from rnn_jax.train import workdir as workdir_lib
+
 STUDY_KEY = "_study"
 POINTS_DIR = "points"
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.=+-]+$")
 
 
-def config_dict(config) -> dict:
-    """The config as plain JSON types (tuples become lists, as in ``config.json``)."""
-    return json.loads(config.to_json_best_effort())
+# One reading of a config and one field-by-field comparison for every workdir check.
+config_dict = workdir_lib.config_json
+differences = functools.partial(workdir_lib.config_differences, label="workdir")
 
 
 def fingerprint(cfg: Mapping) -> str:
     """A SHA-256 over the canonical JSON of ``cfg`` (sorted keys): equal configs, equal prints."""
     text = json.dumps(cfg, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _flatten(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def differences(saved: Mapping, current: Mapping) -> list[str]:
-    """``"field: workdir=a, now=b"`` for every (dotted) field that differs."""
-    a, b = _flatten(saved), _flatten(current)
-    out = []
-    for field in sorted(set(a) | set(b)):
-        va, vb = a.get(field, "<absent>"), b.get(field, "<absent>")
-        if va != vb:
-            out.append(f"{field}: workdir={va!r}, now={vb!r}")
-    return out
 
 
 def _write_json_atomic(path: str, obj) -> None:

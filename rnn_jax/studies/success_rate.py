@@ -17,7 +17,7 @@ For every point ``(cell, clip, T)`` of ``config.cells x config.clip x config.seq
    optimizer, global-norm clipping at ``config.clip_norm`` when clip is on and none when
    it is off, ``config.num_steps`` updates of ``config.batch_size`` sequences;
 2. ``config.num_seeds`` seeds train as ONE program,
-   ``jax.jit(jax.vmap(rnn_jax.training.make_train(tc)))(keys)``;
+   ``jax.jit(jax.vmap(rnn_jax.train.training.make_train(tc)))(keys)``;
 3. every seed is evaluated on the same ``eval_size`` fresh sequences (in chunks of at
    most ``config.eval_batch``; chunk means of mean metrics are averaged, ``num_*`` counts
    summed) and counted as a success when ``task.success(metrics)`` holds -- the task's
@@ -53,7 +53,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from rnn_jax import models, plotting, tasks, training
+from rnn_jax import models, plotting, tasks
+from rnn_jax.train import training
 from rnn_jax.studies import resume
 from rnn_jax.train import config as train_config_lib
 from rnn_jax.train import workdir as workdir_lib

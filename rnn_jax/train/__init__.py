@@ -1,6 +1,6 @@
 """Training driver pieces: config schema, checkpointing, logging and the loop.
 
-The pure training functions live in :mod:`rnn_jax.training`;
+The pure training functions live in :mod:`rnn_jax.train.training`;
 ``train_and_evaluate(config, workdir)`` (:mod:`rnn_jax.train.loop`) drives them.
 """
 

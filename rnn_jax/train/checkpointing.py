@@ -1,7 +1,7 @@
 """Checkpoints with orbax-checkpoint's ``CheckpointManager``: save, resume, keep latest + best.
 
 Each checkpoint ``<workdir>/checkpoints/<step>/`` holds two items: ``state`` (the
-:class:`~rnn_jax.training.TrainState` pytree, with a leading seed axis) and ``config``
+:class:`~rnn_jax.train.training.TrainState` pytree, with a leading seed axis) and ``config``
 (the resolved config as JSON). orbax writes a step into a
 ``<step>.orbax-checkpoint-tmp-*`` directory and renames it only once every file is
 written, so a process killed mid-save leaves the previous checkpoints intact and the

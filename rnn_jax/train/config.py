@@ -122,7 +122,7 @@ def _nonneg_float(config, field, strictly=False):
 def check_optimizer(config) -> None:
     """Check ``config.optimizer`` (the fields of :func:`default_config`) against
     ``config.num_steps``; every experiment that trains with
-    ``rnn_jax.training.make_optimizer`` calls it from its ``validate``."""
+    ``rnn_jax.train.training.make_optimizer`` calls it from its ``validate``."""
     o = config.optimizer
     if o.name not in OPTIMIZERS:
         raise _field_error("optimizer.name", f"one of {list(OPTIMIZERS)}", o.name)

@@ -38,7 +38,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from rnn_jax import models, training
+from rnn_jax import models
+from rnn_jax.train import training
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import distributed
 from rnn_jax.train import interrupt as interrupt_lib
@@ -105,7 +106,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
 
 def restore_state(config, workdir: str, step: int | None = None):
-    """The :class:`~rnn_jax.training.TrainState` (leading seed axis) saved in ``workdir``.
+    """The :class:`~rnn_jax.train.training.TrainState` (leading seed axis) saved in ``workdir``.
 
     ``step`` defaults to the latest checkpoint. Raises FileNotFoundError if there is
     none and IncompatibleCheckpointError if it was written with a different config.

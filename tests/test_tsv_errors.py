@@ -3,7 +3,7 @@ never becomes a class, an unknown test label names the test file."""
 
 import pytest
 
-from rnn_jax import classify
+from rnn_jax.apps import classify
 from rnn_jax.data import tsv
 
 

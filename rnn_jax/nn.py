@@ -195,21 +195,22 @@ class Stacked(nn.Module):
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         layers = [self._layer_cells(k, c) for k, c in enumerate(self.cells)]
+        widths = [self._output_size(pair) for pair in layers]  # checks merge before any init
         size = _input_size(xs)
         params = []
         for layer, pair in enumerate(layers):
-            names = self._names(layer)
+            names = self._names()
             ps = tuple(self.param(f"cell_{layer}{sfx}", lambda key, c=c, n=size: c.init(key, n))
                        for sfx, c in zip(names, pair))
             params.append(ps if self.bidirectional else ps[0])
-            size = self._output_size(pair)
+            size = widths[layer]
         if initial_carry is None:
             batch = _batch_shape(xs, time_major)
             initial_carry = []
             for layer, pair in enumerate(layers):
                 cs = tuple(_initial_carry(self, f"initial_carry_{layer}{sfx}", c, batch,
                                           self.learn_initial_carry)
-                           for sfx, c in zip(self._names(layer), pair))
+                           for sfx, c in zip(self._names(), pair))
                 initial_carry.append(cs if self.bidirectional else cs[0])
         rate = 0.0 if deterministic else self.dropout_rate
         key = self.make_rng("dropout") if rate > 0.0 else None
@@ -235,7 +236,7 @@ class Stacked(nn.Module):
             raise ValueError(f"cells[{layer}] must be {want}, got {entry!r}")
         return pair
 
-    def _names(self, layer) -> tuple[str, ...]:
+    def _names(self) -> tuple[str, ...]:
         return ("_fw", "_bw") if self.bidirectional else ("",)
 
     def _output_size(self, pair) -> int:

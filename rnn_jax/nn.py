@@ -19,14 +19,14 @@ Example::
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from rnn_jax import ops
-from rnn_jax.cells import Cell
+from rnn_jax.cells import Cell, with_compute_dtype
 
 
 def _batch_shape(xs, time_major: bool) -> tuple[int, ...]:
@@ -54,6 +54,12 @@ def _lengths(lengths, seq_lengths):
     return lengths if seq_lengths is None else seq_lengths
 
 
+def _compute(cell: Cell, compute_dtype) -> Cell:
+    """``cell`` with its matmuls in ``compute_dtype`` (None: unchanged); see
+    :func:`rnn_jax.cells.with_compute_dtype`. Parameters keep the cell's own dtype."""
+    return cell if compute_dtype is None else with_compute_dtype(cell, compute_dtype)
+
+
 def _initial_carry(module, name, cell, batch, learned: bool):
     """Zeros, or a learned parameter ``name`` (the cell's unbatched initial carry, zeros at
     init) broadcast over the batch."""
@@ -74,6 +80,11 @@ class RNN(nn.Module):
       learn_initial_carry: the initial carry is a parameter ``"initial_carry"`` (zeros at
         init, shape of ``cell.initial_carry(())``) broadcast over the batch; resets
         return to it too.
+      compute_dtype: mixed precision: e.g. ``jnp.bfloat16`` runs the cell's matmuls on
+        bfloat16 operands with float32 accumulation, while the parameters (the cell's
+        ``dtype``), nonlinearities and carry stay float32
+        (:func:`rnn_jax.cells.with_compute_dtype`; the fused path is then bypassed).
+        ``None`` (default): everything in the cell's dtype.
     """
 
     cell: Cell
@@ -81,6 +92,7 @@ class RNN(nn.Module):
     fused: bool = True
     remat: bool | int | None = None
     learn_initial_carry: bool = False
+    compute_dtype: Any = None
 
     @nn.compact
     def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
@@ -102,7 +114,8 @@ class RNN(nn.Module):
         if initial_carry is None:
             initial_carry = _initial_carry(self, "initial_carry", self.cell,
                                            _batch_shape(xs, time_major), self.learn_initial_carry)
-        carry, ys = ops.unroll(self.cell, params, initial_carry, xs,
+        cell = _compute(self.cell, self.compute_dtype)
+        carry, ys = ops.unroll(cell, params, initial_carry, xs,
                                lengths=_lengths(lengths, seq_lengths), resets=resets,
                                reverse=reverse, unroll=self.unroll, time_major=time_major,
                                fused=self.fused, remat=self.remat)
@@ -115,8 +128,8 @@ class Bidirectional(nn.Module):
     Attributes:
       cell_fw, cell_bw: cells of the two directions (params ``"cell_fw"``, ``"cell_bw"``).
       merge: ``"concat"``, ``"sum"``, ``"mean"`` or ``(y_fw, y_bw) -> y``.
-      unroll, fused, remat, learn_initial_carry: as in :class:`RNN` (learned carries
-        ``"initial_carry_fw"``, ``"initial_carry_bw"``).
+      unroll, fused, remat, learn_initial_carry, compute_dtype: as in :class:`RNN`
+        (learned carries ``"initial_carry_fw"``, ``"initial_carry_bw"``).
     """
 
     cell_fw: Cell
@@ -126,6 +139,7 @@ class Bidirectional(nn.Module):
     fused: bool = True
     remat: bool | int | None = None
     learn_initial_carry: bool = False
+    compute_dtype: Any = None
 
     @nn.compact
     def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
@@ -141,7 +155,8 @@ class Bidirectional(nn.Module):
             learn = self.learn_initial_carry
             initial_carry = (_initial_carry(self, "initial_carry_fw", self.cell_fw, batch, learn),
                              _initial_carry(self, "initial_carry_bw", self.cell_bw, batch, learn))
-        carry, ys = ops.bidirectional(self.cell_fw, self.cell_bw, (p_fw, p_bw),
+        carry, ys = ops.bidirectional(_compute(self.cell_fw, self.compute_dtype),
+                                      _compute(self.cell_bw, self.compute_dtype), (p_fw, p_bw),
                                       initial_carry, xs, lengths=_lengths(lengths, seq_lengths),
                                       resets=resets, merge=self.merge, unroll=self.unroll,
                                       time_major=time_major, fused=self.fused, remat=self.remat)
@@ -166,9 +181,9 @@ class Stacked(nn.Module):
         is the merged width (``H_fw + H_bw`` for ``"concat"``).
       deterministic: default for the call argument of the same name, as in
         ``flax.linen.Dropout``.
-      unroll, fused, remat, learn_initial_carry: as in :class:`RNN` (learned carries
-        ``"initial_carry_0"``, ... and ``"initial_carry_0_fw"``, ``"initial_carry_0_bw"``,
-        ... when ``bidirectional``).
+      unroll, fused, remat, learn_initial_carry, compute_dtype: as in :class:`RNN`
+        (learned carries ``"initial_carry_0"``, ... and ``"initial_carry_0_fw"``,
+        ``"initial_carry_0_bw"``, ... when ``bidirectional``).
     """
 
     cells: Sequence
@@ -181,6 +196,7 @@ class Stacked(nn.Module):
     fused: bool = True
     remat: bool | int | None = None
     learn_initial_carry: bool = False
+    compute_dtype: Any = None
 
     @nn.compact
     def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
@@ -214,7 +230,8 @@ class Stacked(nn.Module):
                 initial_carry.append(cs if self.bidirectional else cs[0])
         rate = 0.0 if deterministic else self.dropout_rate
         key = self.make_rng("dropout") if rate > 0.0 else None
-        steps = [pair if self.bidirectional else pair[0] for pair in layers]
+        steps = [tuple(_compute(c, self.compute_dtype) for c in pair) for pair in layers]
+        steps = [pair if self.bidirectional else pair[0] for pair in steps]
         carries, ys = ops.stacked(steps, params, tuple(initial_carry), xs,
                                   lengths=_lengths(lengths, seq_lengths), resets=resets,
                                   dropout_rate=rate, key=key, skip=self.skip,

@@ -1,0 +1,178 @@
+"""Mixed precision (``cells.with_compute_dtype``): float32 params and carry, bfloat16 matmuls.
+
+References: the float32 run of the same cell (within a bound derived from bfloat16's unit
+roundoff and the sequence length), the jaxpr of the rewritten step (which dtypes the
+matmuls see), and an analytic accumulation that a bfloat16 carry gets visibly wrong.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import rnn_jax
+from rnn_jax import cells, models
+from rnn_jax import nn as rnn_nn
+from rnn_jax.train import config as config_lib
+
+from tolerances import U32, gamma, recurrence_rtol
+
+U_BF16 = 2.0 ** -8  # unit roundoff of bfloat16 (8 significant bits)
+T, B, I, H = 16, 2, 3, 8
+CELLS = {"lstm": lambda: cells.lstm(H), "gru": lambda: cells.gru(H, reset_after=True),
+         "rnn": lambda: cells.rnn(H)}
+
+
+def _setup(kind):
+    cell = CELLS[kind]()
+    params = cell.init(jax.random.key(0), I)
+    # Small recurrent weights keep the error propagation factor (1 + K a) below near 1.
+    params = dict(params, w_h=0.3 * params["w_h"])
+    xs = jax.random.normal(jax.random.key(1), (T, B, I))
+    return cell, params, xs
+
+
+def _bound(kind, params, xs, hs, cs):
+    """Worst-case max |mixed - float32| over the outputs, to first order in u.
+
+    One step: each product x_k w_kj in a pre-activation has both operands rounded to
+    bfloat16 once, (1 + d1)(1 + d2) with |d| <= u = 2^-8, and the sum is accumulated in
+    float32 in both runs, so a pre-activation moves by at most
+    ``loc = gamma(2, u) * S`` with ``S = max_j sum_k |x_k w_xkj| + |h_k w_hkj|`` (float32's
+    own rounding, ``recurrence_rtol`` per step, is added for both runs). The pointwise
+    update passes a pre-activation error on with a factor K (|sigmoid'| <= 1/4,
+    |tanh'| <= 1): LSTM ``dh <= do/4 + dc``, ``dc <= (|c|/4 + 1/4 + 1) dz``, so
+    ``K = 3/2 + max|c|/4``; reset-after GRU ``dh <= |h - n|/4 dz + dn`` with
+    ``dn <= dz + dr |h W_hn + b_hn|``, so ``K = 3/2 + S/4``; RNN ``K = 1``. An error e in
+    the carry moves the next pre-activations by at most ``a e``
+    (``a = max_j sum_k |w_hkj|``) and is itself carried on with factor <= 1 (f, z <= 1),
+    so ``e_t <= (1 + K a) e_{t-1} + K loc``, summed over T steps:
+    ``e_T <= K loc ((1 + K a)^T - 1) / (K a)``.
+    """
+    w_x, w_h = np.abs(np.asarray(params["w_x"])), np.abs(np.asarray(params["w_h"]))
+    h_prev = np.concatenate([np.zeros_like(hs[:1]), hs[:-1]], axis=0)
+    S = float(np.max(np.abs(np.asarray(xs)) @ w_x + np.abs(h_prev) @ w_h))
+    a = float(np.max(np.sum(w_h, axis=0)))
+    K = {"lstm": 1.5 + (np.max(np.abs(cs)) / 4 if cs is not None else 0.0),
+         "gru": 1.5 + S / 4, "rnn": 1.0}[kind]
+    loc = gamma(2, U_BF16) * S + 2 * recurrence_rtol(1, I + H) * S
+    return K * loc * ((1 + K * a) ** T - 1) / (K * a)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_bf16_compute_close_to_float32_and_gradients_float32(kind):
+    cell, params, xs = _setup(kind)
+    mp = cells.with_compute_dtype(cell, jnp.bfloat16)
+    carry = cell.initial_carry((B,))
+    lengths = jnp.array([T, 9])
+
+    def loss(c, p):
+        _, ys = rnn_jax.unroll(c, p, carry, xs, lengths=lengths)
+        return jnp.sum(ys ** 2), ys
+
+    run = jax.jit(lambda p: (jax.value_and_grad(lambda q: loss(mp, q), has_aux=True)(p),
+                             jax.value_and_grad(lambda q: loss(cell, q), has_aux=True)(p)))
+    ((_, y_mp), g_mp), ((_, y32), g32) = run(params)
+    assert y_mp.dtype == jnp.float32
+    _, _, carries = rnn_jax.unroll(cell, params, carry, xs, return_carries=True, fused=False)
+    hs, cs = (carries if kind != "lstm" else carries[0]), (carries[1] if kind == "lstm" else None)
+    bound = _bound(kind, params, xs, np.asarray(hs), None if cs is None else np.asarray(cs))
+    err = float(jnp.max(jnp.abs(y_mp - y32)))
+    assert err <= bound, (err, bound)
+    # The bfloat16 matmuls are really in use: far above float32's own error of the run.
+    assert err > 10 * recurrence_rtol(T, I + H) * float(jnp.max(jnp.abs(y32)))
+    # Gradients reach the float32 params in float32. The adjoint recurrence has the same
+    # Jacobians (transposed) and the same bf16 operand rounding, so the same bound applies
+    # to it relative to its scale, doubled for the forward values it reads.
+    for k in params:
+        assert g_mp[k].dtype == jnp.float32, k
+        scale = float(jnp.max(jnp.abs(g32[k])))
+        np.testing.assert_array_less(np.abs(g_mp[k] - g32[k]), 2 * bound * scale / (
+            float(jnp.max(jnp.abs(y32)))) + 1e-30)
+
+
+def test_matmuls_see_bf16_and_return_float32():
+    cell, params, xs = _setup("lstm")
+    mp = cells.with_compute_dtype(cell, "bfloat16")
+    jaxpr = jax.make_jaxpr(mp.step)(params, cell.initial_carry((B,)), xs[0].astype(jnp.bfloat16))
+    dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert len(dots) == 2  # x @ w_x and h @ w_h
+    for e in dots:
+        assert [v.aval.dtype for v in e.invars] == [jnp.bfloat16] * 2
+        assert e.outvars[0].aval.dtype == jnp.float32
+    assert all(v.aval.dtype == jnp.float32 for v in jaxpr.jaxpr.outvars)  # h, c, y
+    # Params and carry layout unchanged: the same init, the same initial carry.
+    assert mp.init is cell.init and mp.initial_carry is cell.initial_carry
+
+
+def test_fused_and_parallel_paths_are_bypassed():
+    cell = cells.lstm(H)
+    mp = cells.with_compute_dtype(cell, jnp.bfloat16)
+    assert cell.fast_unroll is not None and mp.fast_unroll is None and mp.parallel_unroll is None
+    # A float32 compute dtype on a float32 cell lowers nothing: the cell, fast path and all.
+    assert cells.with_compute_dtype(cell, jnp.float32) is cell
+    lru = cells.lru(H)
+    p = lru.init(jax.random.key(0), I)
+    with pytest.raises(ValueError, match="parallel_unroll"):
+        rnn_jax.unroll(cells.with_compute_dtype(lru, jnp.bfloat16), p, lru.initial_carry((B,)),
+                       jnp.zeros((T, B, I)), parallel=True)
+    with pytest.raises(ValueError, match="compute_dtype must be a floating dtype"):
+        cells.with_compute_dtype(cell, jnp.int8)
+    with pytest.raises(ValueError, match="compute_dtype must be a floating dtype"):
+        cells.with_compute_dtype(cell, None)
+
+
+@pytest.mark.numerics
+def test_cell_state_accumulates_in_float32():
+    """c_t = c_{t-1} + d with d = sigmoid(0) tanh(b_g) = 0.01 (forget gate exactly 1, zero
+    weights): c_T = T d. In a bfloat16 carry an increment below half the spacing of c is
+    lost (spacing 2^-5 at c >= 4, half of it > 0.01), so the all-bfloat16 LSTM stalls near
+    4; the mixed-precision carry is float32 and reaches T d."""
+    steps = 600
+    d = 0.01
+    b = np.concatenate([[0.0], [30.0], [np.arctanh(2 * d)], [0.0]])  # gates i, f, g, o (H=1)
+
+    def final_c(dtype, compute):
+        cell = cells.lstm(1, dtype=dtype)
+        p = {"w_x": jnp.zeros((1, 4), dtype), "w_h": jnp.zeros((1, 4), dtype),
+             "b": jnp.asarray(b, dtype)}
+        if compute is not None:
+            cell = cells.with_compute_dtype(cell, compute)
+        (_, c), _ = rnn_jax.unroll(cell, p, cell.initial_carry(()), jnp.ones((steps, 1), dtype))
+        return float(c[0])
+
+    want = steps * d
+    # float32 sum of 600 increments, each with a few roundings: gamma(steps + 8) relative.
+    assert abs(final_c(jnp.float32, jnp.bfloat16) - want) <= gamma(steps + 8, U32) * want * 2
+    stalled = final_c(jnp.bfloat16, None)
+    assert stalled < 0.8 * want, stalled  # what float32 accumulation avoids
+
+
+def test_flax_wrappers_and_config():
+    cell = cells.lstm(H)
+    xs = jax.random.normal(jax.random.key(0), (B, T, I))
+    module = rnn_nn.Stacked([cell, cell], bidirectional=True, compute_dtype=jnp.bfloat16,
+                            deterministic=True)
+    variables = jax.jit(module.init)(jax.random.key(1), xs)
+    assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(variables))
+    got = jax.jit(module.apply)(variables, xs)
+    p = variables["params"]
+    mp = cells.with_compute_dtype(cell, jnp.bfloat16)
+    zero = cell.initial_carry((B,))
+    want = jax.jit(lambda p: rnn_jax.stacked(
+        [mp, mp], [(p["cell_0_fw"], p["cell_0_bw"]), (p["cell_1_fw"], p["cell_1_bw"])],
+        [(zero, zero)] * 2, xs, bidirectional=True, time_major=False)[1])(p)
+    np.testing.assert_array_equal(got, want)
+    # The training config: a field checked before anything compiles, and the model's cell.
+    config = config_lib.default_config()
+    assert config.compute_dtype == "float32"
+    config.update(ml_collections.ConfigDict({"hidden_size": 4, "batch_size": 2}))
+    config.task.seq_len = 25
+    config.compute_dtype = "bfloat16"
+    config_lib.validate(config)
+    assert models.make_model(config).cell.fast_unroll is None
+    config.compute_dtype = "half"
+    with pytest.raises(ValueError, match="config.compute_dtype must be one of"):
+        config_lib.validate(config)

@@ -184,6 +184,10 @@ def test_flax_wrappers_and_config():
         [mp, mp], [(p["cell_0_fw"], p["cell_0_bw"]), (p["cell_1_fw"], p["cell_1_bw"])],
         [(zero, zero)] * 2, xs, bidirectional=True, time_major=False)[1])(p)
     np.testing.assert_array_equal(got, want)
+    rnn = rnn_nn.RNN(cell, compute_dtype=jnp.bfloat16)
+    got = jax.jit(rnn.apply)({"params": {"cell": p["cell_0_fw"]}}, xs)
+    want = jax.jit(lambda q: rnn_jax.unroll(mp, q, zero, xs, time_major=False)[1])(p["cell_0_fw"])
+    np.testing.assert_array_equal(got, want)
     # The training config: a field checked before anything compiles, and the model's cell.
     config = config_lib.default_config()
     assert config.compute_dtype == "float32"

@@ -69,18 +69,19 @@ def _reference(sd, xs, lengths):
     return ys, h_n, c_n
 
 
-def _ours(layers, xs, lengths, fused=True, time_major=True):
+def _ours(layers, xs, lengths, fused=True, remat=None):
     cell = cells.lstm(H, dtype=jnp.float64)
     zero = cell.initial_carry((B,))
     finals, ys = rnn_jax.stacked([cell] * L, layers, [(zero, zero)] * L, xs, lengths=lengths,
-                                 bidirectional=True, fused=fused, time_major=time_major)
+                                 bidirectional=True, fused=fused, remat=remat)
     h_n = np.stack([np.asarray(c[0]) for layer in finals for c in layer])
     c_n = np.stack([np.asarray(c[1]) for layer in finals for c in layer])
     return np.asarray(ys), h_n, c_n
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_matches_pytorch_equations_with_lengths(fused):
+# The fused fast path, and the plain scan checkpointed in segments of 3 steps.
+@pytest.mark.parametrize("fused,remat", [(True, None), (False, 3)])
+def test_matches_pytorch_equations_with_lengths(fused, remat):
     sd = _state_dict()
     xs = np.random.default_rng(1).standard_normal((T, B, I))
     want_y, want_h, want_c = _reference(sd, xs, LENGTHS)
@@ -89,7 +90,7 @@ def test_matches_pytorch_equations_with_lengths(fused):
     xs_nan = np.where(np.arange(T)[:, None, None] < LENGTHS[None, :, None], xs, np.nan)
     with jax.enable_x64(True):
         layers = convert.from_torch(sd, "lstm", num_layers=L, bidirectional=True)
-        got_y, got_h, got_c = _ours(layers, jnp.asarray(xs_nan), jnp.asarray(LENGTHS), fused)
+        got_y, got_h, got_c = _ours(layers, jnp.asarray(xs_nan), jnp.asarray(LENGTHS), fused, remat)
     # float64 on both sides, only the summation order differs: a few ulps after 2 layers.
     np.testing.assert_allclose(got_y, want_y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got_h, want_h, rtol=1e-12, atol=1e-12)

@@ -11,8 +11,9 @@ outputs of ``rnn_jax.unroll``) in four variants, all in the same process and run
 
 Time: the fastest of ``--reps`` calls after compilation (the variants take turns, so load
 spikes on a shared machine hit all alike; the median is printed too), and its ratio to
-``f32 plain`` and ``f32 fused``. Accuracy: max |y - y64| over the outputs, relative to max |y64|, where y64 is
-the float64 run of the same (float32) parameters; and the same for the gradient of w_h.
+``f32 plain`` and ``f32 fused``. Accuracy: max |y - y64| over the outputs, relative to
+max |y64|, where y64 is the float64 run of the same (float32) parameters; and the same for
+the gradient of w_h.
 
     python benchmarks/mixed_precision.py                  # T=100, B=16, I=64, H=128
     python benchmarks/mixed_precision.py --T 200 --H 256 --reps 5

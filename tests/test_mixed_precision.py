@@ -21,7 +21,8 @@ from tolerances import U32, gamma, recurrence_rtol
 U_BF16 = 2.0 ** -8  # unit roundoff of bfloat16 (8 significant bits)
 T, B, I, H = 16, 2, 3, 8
 # forget_bias=0: f near 1/2 keeps the propagation factor rho of _bounds below 1.
-CELLS = {"lstm": lambda: cells.lstm(H, forget_bias=0.0), "gru": lambda: cells.gru(H, reset_after=True),
+CELLS = {"lstm": lambda: cells.lstm(H, forget_bias=0.0),
+         "gru": lambda: cells.gru(H, reset_after=True),
          "rnn": lambda: cells.rnn(H)}
 
 

@@ -11,6 +11,9 @@
   ``recurrent_scale`` for the RNN; ``reset_after`` for the GRU; ``r_min``, ``r_max``,
   ``state_size`` for the LRU; ``num_heads``, ``forget_gate`` for the sLSTM;
   ``activation``, ``recurrent_max`` for the IndRNN);
+* ``config.compute_dtype`` (optional, default ``"float32"``): ``"bfloat16"`` or
+  ``"float16"`` run the cell's matmuls in that dtype with float32 accumulation, float32
+  parameters and carry (:func:`rnn_jax.cells.with_compute_dtype`);
 * ``config.task.name`` and ``config.task.kwargs``: the task (``rnn_jax.tasks.get``),
   which fixes the input width, output width and whether the model predicts once per
   sequence (``output_mode == "last"``) or at every step (``"all"``).
@@ -70,16 +73,28 @@ def _as_dict(maybe_config) -> dict:
     return dict(maybe_config)
 
 
+# config.compute_dtype names: the matmul operand dtype (rnn_jax.cells.with_compute_dtype).
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
 def make_cell(config) -> Cell:
-    """``rnn_jax.cells.<config.cell>(config.hidden_size, **config.cell_kwargs)``."""
+    """``rnn_jax.cells.<config.cell>(config.hidden_size, **config.cell_kwargs)``, with its
+    matmuls in ``config.compute_dtype`` when that is given and not ``"float32"``."""
     name = config.cell
     if name not in CELLS:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {name!r}")
+    compute = config.get("compute_dtype", "float32")
+    if compute not in COMPUTE_DTYPES:
+        raise ValueError(f"config.compute_dtype must be one of {list(COMPUTE_DTYPES)}, "
+                         f"got {compute!r}")
     kwargs = _as_dict(config.get("cell_kwargs", None))
     try:
-        return CELLS[name](config.hidden_size, **kwargs)
+        cell = CELLS[name](config.hidden_size, **kwargs)
     except TypeError as e:
         raise TypeError(f"cell_kwargs {sorted(kwargs)} do not fit cell {name!r}: {e}") from e
+    if COMPUTE_DTYPES[compute] is None:
+        return cell
+    return cells_lib.with_compute_dtype(cell, COMPUTE_DTYPES[compute])
 
 
 def make_task(config) -> Task:

@@ -19,14 +19,14 @@ Example::
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from rnn_jax import ops
-from rnn_jax.cells import Cell
+from rnn_jax.cells import Cell, with_compute_dtype
 
 
 def _batch_shape(xs, time_major: bool) -> tuple[int, ...]:
@@ -54,6 +54,12 @@ def _lengths(lengths, seq_lengths):
     return lengths if seq_lengths is None else seq_lengths
 
 
+def _compute(cell: Cell, compute_dtype) -> Cell:
+    """``cell`` with its matmuls in ``compute_dtype`` (None: unchanged); see
+    :func:`rnn_jax.cells.with_compute_dtype`. Parameters keep the cell's own dtype."""
+    return cell if compute_dtype is None else with_compute_dtype(cell, compute_dtype)
+
+
 def _initial_carry(module, name, cell, batch, learned: bool):
     """Zeros, or a learned parameter ``name`` (the cell's unbatched initial carry, zeros at
     init) broadcast over the batch."""
@@ -74,6 +80,11 @@ class RNN(nn.Module):
       learn_initial_carry: the initial carry is a parameter ``"initial_carry"`` (zeros at
         init, shape of ``cell.initial_carry(())``) broadcast over the batch; resets
         return to it too.
+      compute_dtype: mixed precision: e.g. ``jnp.bfloat16`` runs the cell's matmuls on
+        bfloat16 operands with float32 accumulation, while the parameters (the cell's
+        ``dtype``), nonlinearities and carry stay float32
+        (:func:`rnn_jax.cells.with_compute_dtype`; the fused path is then bypassed).
+        ``None`` (default): everything in the cell's dtype.
     """
 
     cell: Cell
@@ -81,6 +92,7 @@ class RNN(nn.Module):
     fused: bool = True
     remat: bool | int | None = None
     learn_initial_carry: bool = False
+    compute_dtype: Any = None
 
     @nn.compact
     def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
@@ -102,7 +114,8 @@ class RNN(nn.Module):
         if initial_carry is None:
             initial_carry = _initial_carry(self, "initial_carry", self.cell,
                                            _batch_shape(xs, time_major), self.learn_initial_carry)
-        carry, ys = ops.unroll(self.cell, params, initial_carry, xs,
+        cell = _compute(self.cell, self.compute_dtype)
+        carry, ys = ops.unroll(cell, params, initial_carry, xs,
                                lengths=_lengths(lengths, seq_lengths), resets=resets,
                                reverse=reverse, unroll=self.unroll, time_major=time_major,
                                fused=self.fused, remat=self.remat)
@@ -115,8 +128,8 @@ class Bidirectional(nn.Module):
     Attributes:
       cell_fw, cell_bw: cells of the two directions (params ``"cell_fw"``, ``"cell_bw"``).
       merge: ``"concat"``, ``"sum"``, ``"mean"`` or ``(y_fw, y_bw) -> y``.
-      unroll, fused, remat, learn_initial_carry: as in :class:`RNN` (learned carries
-        ``"initial_carry_fw"``, ``"initial_carry_bw"``).
+      unroll, fused, remat, learn_initial_carry, compute_dtype: as in :class:`RNN`
+        (learned carries ``"initial_carry_fw"``, ``"initial_carry_bw"``).
     """
 
     cell_fw: Cell
@@ -126,6 +139,7 @@ class Bidirectional(nn.Module):
     fused: bool = True
     remat: bool | int | None = None
     learn_initial_carry: bool = False
+    compute_dtype: Any = None
 
     @nn.compact
     def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
@@ -141,7 +155,8 @@ class Bidirectional(nn.Module):
             learn = self.learn_initial_carry
             initial_carry = (_initial_carry(self, "initial_carry_fw", self.cell_fw, batch, learn),
                              _initial_carry(self, "initial_carry_bw", self.cell_bw, batch, learn))
-        carry, ys = ops.bidirectional(self.cell_fw, self.cell_bw, (p_fw, p_bw),
+        carry, ys = ops.bidirectional(_compute(self.cell_fw, self.compute_dtype),
+                                      _compute(self.cell_bw, self.compute_dtype), (p_fw, p_bw),
                                       initial_carry, xs, lengths=_lengths(lengths, seq_lengths),
                                       resets=resets, merge=self.merge, unroll=self.unroll,
                                       time_major=time_major, fused=self.fused, remat=self.remat)
@@ -150,56 +165,105 @@ class Bidirectional(nn.Module):
 
 class Stacked(nn.Module):
     """Deep RNN run layer by layer, with dropout between layers (Zaremba et al. 2014,
-    arXiv 1409.2329) and optional residual connections.
+    arXiv 1409.2329) and optional residual connections; with ``bidirectional=True``
+    every layer runs both directions, as PyTorch's
+    ``nn.LSTM(num_layers=L, bidirectional=True, dropout=p)``.
 
     Attributes:
       cells: one cell per layer, bottom first (params ``"cell_0"``, ``"cell_1"``, ...).
-      dropout_rate: on each layer's outputs except the top one's. Active only when
-        ``deterministic`` is False; it then draws from the ``"dropout"`` rng stream.
+        With ``bidirectional``, each entry is a pair ``(cell_fw, cell_bw)`` or one cell
+        used for both directions (own params each: ``"cell_0_fw"``, ``"cell_0_bw"``, ...).
+      dropout_rate: on each layer's outputs except the top one's (with
+        ``bidirectional``, on the merged outputs that feed the next layer). Active only
+        when ``deterministic`` is False; it then draws from the ``"dropout"`` rng stream.
       skip: a layer whose input and output widths agree adds its input to its output.
+      bidirectional, merge: see :func:`rnn_jax.stacked`; layer ``l + 1``'s input width
+        is the merged width (``H_fw + H_bw`` for ``"concat"``).
       deterministic: default for the call argument of the same name, as in
         ``flax.linen.Dropout``.
-      unroll, fused, remat, learn_initial_carry: as in :class:`RNN` (learned carries
-        ``"initial_carry_0"``, ``"initial_carry_1"``, ...).
+      unroll, fused, remat, learn_initial_carry, compute_dtype: as in :class:`RNN`
+        (learned carries ``"initial_carry_0"``, ... and ``"initial_carry_0_fw"``,
+        ``"initial_carry_0_bw"``, ... when ``bidirectional``).
     """
 
-    cells: Sequence[Cell]
+    cells: Sequence
     dropout_rate: float = 0.0
     skip: bool = False
+    bidirectional: bool = False
+    merge: str | Callable = "concat"
     deterministic: bool | None = None
     unroll: int = 1
     fused: bool = True
     remat: bool | int | None = None
     learn_initial_carry: bool = False
+    compute_dtype: Any = None
 
     @nn.compact
     def __call__(self, xs, *, lengths=None, seq_lengths=None, resets=None, initial_carry=None,
                  time_major: bool = False, deterministic: bool | None = None,
                  return_carry: bool = False):
-        """``initial_carry``: one carry per layer (default zeros, or learned).
-        ``lengths``/``seq_lengths`` and ``resets`` as in :class:`RNN`. Returns the top
-        layer's ``ys`` or ``(final_carries, ys)``."""
+        """``initial_carry``: one carry per layer (pairs when ``bidirectional``; default
+        zeros, or learned). ``lengths``/``seq_lengths`` and ``resets`` as in :class:`RNN`.
+        Returns the top layer's ``ys`` or ``(final_carries, ys)``."""
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         if not self.cells:
             raise ValueError("cells must hold at least one Cell")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        layers = [self._layer_cells(k, c) for k, c in enumerate(self.cells)]
+        widths = [self._output_size(pair) for pair in layers]  # checks merge before any init
         size = _input_size(xs)
         params = []
-        for layer, cell in enumerate(self.cells):
-            params.append(self.param(f"cell_{layer}", lambda key, c=cell, n=size: c.init(key, n)))
-            size = cell.hidden_size
+        for layer, pair in enumerate(layers):
+            names = self._names()
+            ps = tuple(self.param(f"cell_{layer}{sfx}", lambda key, c=c, n=size: c.init(key, n))
+                       for sfx, c in zip(names, pair))
+            params.append(ps if self.bidirectional else ps[0])
+            size = widths[layer]
         if initial_carry is None:
             batch = _batch_shape(xs, time_major)
-            initial_carry = tuple(_initial_carry(self, f"initial_carry_{k}", c, batch,
-                                                 self.learn_initial_carry)
-                                  for k, c in enumerate(self.cells))
+            initial_carry = []
+            for layer, pair in enumerate(layers):
+                cs = tuple(_initial_carry(self, f"initial_carry_{layer}{sfx}", c, batch,
+                                          self.learn_initial_carry)
+                           for sfx, c in zip(self._names(), pair))
+                initial_carry.append(cs if self.bidirectional else cs[0])
         rate = 0.0 if deterministic else self.dropout_rate
         key = self.make_rng("dropout") if rate > 0.0 else None
-        carries, ys = ops.stacked(list(self.cells), params, initial_carry, xs,
+        steps = [tuple(_compute(c, self.compute_dtype) for c in pair) for pair in layers]
+        steps = [pair if self.bidirectional else pair[0] for pair in steps]
+        carries, ys = ops.stacked(steps, params, tuple(initial_carry), xs,
                                   lengths=_lengths(lengths, seq_lengths), resets=resets,
                                   dropout_rate=rate, key=key, skip=self.skip,
+                                  bidirectional=self.bidirectional, merge=self.merge,
                                   unroll=self.unroll, time_major=time_major, fused=self.fused,
                                   remat=self.remat)
         return (carries, ys) if return_carry else ys
 
+    def _layer_cells(self, layer, entry) -> tuple:
+        """The cells of one layer: ``(cell,)``, or ``(cell_fw, cell_bw)`` when bidirectional."""
+        if self.bidirectional:
+            # A Cell is a NamedTuple: test for it before taking a tuple for a pair.
+            is_pair = isinstance(entry, (tuple, list)) and not isinstance(entry, Cell)
+            pair = tuple(entry) if is_pair else (entry, entry)
+        else:
+            pair = (entry,)
+        if len(pair) not in (1, 2) or not all(isinstance(c, Cell) for c in pair):
+            want = "a Cell or a pair (cell_fw, cell_bw)" if self.bidirectional else "a Cell"
+            raise ValueError(f"cells[{layer}] must be {want}, got {entry!r}")
+        return pair
+
+    def _names(self) -> tuple[str, ...]:
+        return ("_fw", "_bw") if self.bidirectional else ("",)
+
+    def _output_size(self, pair) -> int:
+        """The width a layer hands up: its hidden size, or the merged width of its pair."""
+        if not self.bidirectional:
+            return pair[0].hidden_size
+        merge = ops._MERGES.get(self.merge) if isinstance(self.merge, str) else self.merge
+        if merge is None:
+            raise ValueError(f"merge must be one of {sorted(ops._MERGES)} or a callable, "
+                             f"got {self.merge!r}")
+        y = jax.eval_shape(merge, *(jax.ShapeDtypeStruct((1, c.hidden_size), jnp.float32)
+                                    for c in pair))
+        return y.shape[-1]

@@ -178,8 +178,13 @@ def bidirectional(step_fw: Step, step_bw: Step, params, carry, xs, *, lengths=No
     return (c_fw, c_bw), jax.tree_util.tree_map(merge_fn, y_fw, y_bw)
 
 
-def stacked(steps: Sequence[Step], params: Sequence, carries: Sequence, xs, *, lengths=None,
+# stacked takes a ``bidirectional`` keyword that shadows the function.
+_bidirectional = bidirectional
+
+
+def stacked(steps: Sequence, params: Sequence, carries: Sequence, xs, *, lengths=None,
             resets=None, dropout_rate: float = 0.0, key=None, skip: bool = False,
+            bidirectional: bool = False, merge: str | Callable = "concat",
             unroll: int = 1, time_major: bool = True, fused: bool = True, remat=None):
     """Deep RNN run layer by layer: each layer scans the whole sequence of the one below.
 
@@ -187,14 +192,24 @@ def stacked(steps: Sequence[Step], params: Sequence, carries: Sequence, xs, *, l
       steps, params, carries: one per layer, bottom first.
       dropout_rate: dropout on each layer's outputs before they feed the next layer
         (not on the top layer's output, nor through time; Zaremba et al. 2014). Needs
-        ``key`` when > 0; pass ``dropout_rate=0`` at evaluation.
+        ``key`` when > 0; pass ``dropout_rate=0`` at evaluation. Layer ``l``'s mask is
+        drawn from ``jax.random.fold_in(key, l)``: the same key gives the same masks.
       skip: residual connections: a layer whose input and output widths agree adds
         its input to its output.
+      bidirectional: every layer is a :func:`bidirectional` pair, as PyTorch's
+        ``nn.LSTM(num_layers=L, bidirectional=True, dropout=p)``: ``steps[l]`` is a pair
+        ``(step_fw, step_bw)`` (or one step used for both directions), ``params[l]`` and
+        ``carries[l]`` are pairs ``(forward, backward)``, and layer ``l + 1`` reads the
+        merged (by default concatenated, ``[..., H_fw + H_bw]``) outputs of layer ``l``,
+        after dropout. The backward runs respect ``lengths``: each starts at its
+        sequence's last valid step, so padding never leaks into it.
+      merge: how a bidirectional layer merges its two directions (see
+        :func:`bidirectional`); ignored otherwise.
       lengths, resets, unroll, time_major, fused, remat: passed to every layer's
         :func:`unroll`.
 
-    Returns ``(final_carries, ys)``: a tuple of per-layer final carries and the top
-    layer's outputs.
+    Returns ``(final_carries, ys)``: a tuple of per-layer final carries (pairs
+    ``(carry_fw, carry_bw)`` when ``bidirectional``) and the top layer's outputs.
     """
     if not len(steps) == len(params) == len(carries) >= 1:
         raise ValueError(f"steps, params and carries need one entry per layer, got "
@@ -203,15 +218,29 @@ def stacked(steps: Sequence[Step], params: Sequence, carries: Sequence, xs, *, l
         raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
     if dropout_rate > 0.0 and key is None:
         raise ValueError("dropout_rate > 0 needs a PRNG key: pass key=...")
+    if bidirectional:
+        for layer, (p, c) in enumerate(zip(params, carries)):
+            if not (isinstance(p, (tuple, list)) and len(p) == 2
+                    and isinstance(c, (tuple, list)) and len(c) == 2):
+                raise ValueError(f"bidirectional=True: params[{layer}] and carries[{layer}] must "
+                                 "be pairs (forward, backward)")
+    kw = dict(lengths=lengths, resets=resets, unroll=unroll, time_major=time_major,
+              fused=fused, remat=remat)
     finals = []
     for layer, (step, p, c) in enumerate(zip(steps, params, carries)):
-        c, ys = _unroll(step, p, c, xs, lengths=lengths, resets=resets, unroll=unroll,
-                        time_major=time_major, fused=fused, remat=remat)
+        if bidirectional:
+            # A Cell is a NamedTuple: test for it before taking a tuple for a pair.
+            is_pair = isinstance(step, (tuple, list)) and not isinstance(step, Cell)
+            fw, bw = step if is_pair else (step, step)
+            c, ys = _bidirectional(fw, bw, p, c, xs, merge=merge, **kw)
+        else:
+            c, ys = _unroll(step, p, c, xs, **kw)
         finals.append(c)
         if skip and ys.shape == xs.shape:
             ys = ys + xs
         if dropout_rate > 0.0 and layer < len(steps) - 1:
             keep = jax.random.bernoulli(jax.random.fold_in(key, layer), 1.0 - dropout_rate, ys.shape)
-            ys = jnp.where(keep, ys / (1.0 - dropout_rate), 0.0)
+            # where, not keep * ys: a dropped unit stays exactly 0 whatever ys holds.
+            ys = jnp.where(keep, ys / (1.0 - dropout_rate), jnp.zeros_like(ys))
         xs = ys
     return tuple(finals), xs

@@ -15,6 +15,7 @@ ROOT = pathlib.Path(rnn_jax.__file__).parent
 LAYERS = {
     # 0: the math of one step and of whole sequences
     "rnn_jax.initializers": 0, "rnn_jax.gates": 0, "rnn_jax.cells": 0, "rnn_jax._scan": 0,
+    "rnn_jax.cells.precision": 0,
     "rnn_jax.fused": 0, "rnn_jax.parallel": 0,
     # 1: the sequence engine
     "rnn_jax.ops": 1, "rnn_jax.remat": 1, "rnn_jax.padding": 1, "rnn_jax.convert": 1,

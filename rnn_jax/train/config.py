@@ -33,6 +33,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.cell = "lstm"                      # a name in rnn_jax.models.CELLS (rnn, lstm, gru, lru, ...)
     c.hidden_size = 128
     c.cell_kwargs = ml_collections.ConfigDict()  # constructor kwargs of rnn_jax.cells.<cell>
+    # Mixed precision: the cell's matmul operands in this dtype, accumulation, parameters and
+    # carry in float32 (rnn_jax.models.COMPUTE_DTYPES: float32, bfloat16, float16).
+    c.compute_dtype = "float32"
     # Task.
     c.task = ml_collections.ConfigDict()
     c.task.name = "adding"               # rnn_jax.tasks.names()
@@ -184,6 +187,9 @@ def validate(config) -> None:
                          "rnn_jax.train.config.default_config()")
     if config.cell not in models.CELLS:
         raise _field_error("cell", f"one of {sorted(models.CELLS)}", config.cell)
+    if config.compute_dtype not in models.COMPUTE_DTYPES:
+        raise _field_error("compute_dtype", f"one of {list(models.COMPUTE_DTYPES)}",
+                           config.compute_dtype)
     if config.task.name not in tasks.names():
         raise _field_error("task.name", f"one of {tasks.names()}", config.task.name)
     for field in ("hidden_size", "task.seq_len", "batch_size", "num_steps", "num_seeds",

@@ -62,17 +62,29 @@ def defer_override_error(error: Exception, default_config_path: str):
     return None
 
 
-def _load_config(argv, default_path):
-    """The config ``--config`` (or the default) names, loaded as config_flags would."""
+def load_config(spec: str):
+    """``get_config([variant])`` of the config file ``path.py[:variant]``, as config_flags
+    loads it (unlocked)."""
     import runpy
-    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), default_path)
     path, _, variant = spec.partition(":")
     get_config = runpy.run_path(path)["get_config"]
     return get_config(variant) if variant else get_config()
 
 
+def _load_config(argv, default_path):
+    """The config ``--config`` (or the default) names."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), default_path)
+    return load_config(spec)
+
+
 def _unknown_field(error: Exception, argv, default_path=None) -> str:
-    key = str(error).strip("'\"")
+    # ml_collections' KeyError: "'name'" or "'name'\nDid you mean "other" instead of "name"?".
+    while error.args and isinstance(error.args[0], Exception):  # AttributeError(KeyError(...))
+        error = error.args[0]
+    text = str(error.args[0]) if error.args else str(error)
+    first, _, hint = text.partition("\n")
+    key = first.strip("'\"")
+    hint = f" ({hint.strip()})" if hint.strip() else ""
     overrides = [a for a in argv if a.startswith("--config.")]
     culprit = next((a for a in overrides
                     if key in a.split("=", 1)[0][len("--config."):].split(".")), None)
@@ -87,14 +99,16 @@ def _unknown_field(error: Exception, argv, default_path=None) -> str:
         valid = f"; the fields{' of config.' + parent if parent else ''} are {sorted(node.keys())}"
     except Exception:  # noqa: BLE001 - the listing is a courtesy
         valid = ""
-    return f"{culprit}: the config has no field {path!r}{valid}"
+    return f"{culprit}: the config has no field {path!r}{hint}{valid}"
 
 
 def parse_flags(argv):
     """``flags.FLAGS(argv)``; a bad flag, override or config file ends the process with one
     line and exit code 2."""
-    if _DEFERRED and not _want_traceback():
+    if _DEFERRED:
         error, default_path = _DEFERRED[0]
+        if _want_traceback():
+            raise error
         _die(_unknown_field(error, argv, default_path), USAGE_ERROR)
     try:
         return flags.FLAGS(argv)

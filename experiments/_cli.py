@@ -8,7 +8,9 @@ exist, bad data or a workdir that holds another run (the user must change the
 command); 1 for a run that stopped (workdir in use by another process, non-finite
 loss); 130 after Ctrl-C (the training loops save a checkpoint first). The message
 is ``error: <what>`` on stderr, with no traceback; set ``RNN_JAX_TRACEBACK=1`` to
-get the traceback instead (for bugs).
+get the traceback instead (for bugs). Only errors raised on purpose by our own checks
+(a ``raise`` statement in rnn_jax or experiments, see :func:`raised_by_us`) become one
+line: any other ValueError or TypeError is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+import traceback
 
 from absl import flags
 
+import rnn_jax
 from rnn_jax.train.workdir import WorkdirInUseError
 
 USAGE_ERROR = 2
@@ -139,5 +143,30 @@ def call(fn, *args, **kwargs):
         _die(str(e), RUN_STOPPED)
     except FloatingPointError as e:
         _die(str(e), RUN_STOPPED)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except FileNotFoundError as e:  # a data or config path the user named; str(e) names it
         _die(str(e), USAGE_ERROR)
+    except (ValueError, TypeError) as e:
+        if not raised_by_us(e):
+            raise  # a bug, or a library's error we did not anticipate: keep the traceback
+        _die(str(e), USAGE_ERROR)
+
+
+_OUR_CODE = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (rnn_jax.__file__, __file__))
+
+
+def raised_by_us(error: BaseException) -> bool:
+    """True when ``error`` was raised by a ``raise`` statement in rnn_jax or experiments.
+
+    Those are the messages written for the user: config validation, data checks, workdir
+    refusals, each naming what to change. A ValueError or TypeError raised anywhere else
+    (inside jax, numpy or optax, or by Python itself on a line of ours, such as a call with
+    a wrong argument) is a bug or an unanticipated failure, and keeps its traceback.
+    The innermost frame of the traceback is where it was raised; JAX's traceback
+    filtering only removes JAX's own frames, which are not ours either way.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return False
+    last = frames[-1]
+    path = os.path.abspath(last.filename)
+    return path.startswith(_OUR_CODE) and (last.line or "").lstrip().startswith("raise")

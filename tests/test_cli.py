@@ -60,7 +60,11 @@ def test_a_bad_config_value_is_one_line_with_the_field_and_choices(tmp_path, cap
 
 
 def test_call_maps_errors_to_exit_codes(capsys):
+    import ml_collections
+    import numpy as np
     from experiments import _cli
+    from rnn_jax.tasks._common import check_size
+    from rnn_jax.train.config import check_int
     from rnn_jax.train.interrupt import Interrupted
     from rnn_jax.train.workdir import WorkdirInUseError
 
@@ -69,16 +73,31 @@ def test_call_maps_errors_to_exit_codes(capsys):
             raise e
         return f
 
-    for exc, code in ((ValueError("config.x must be 1"), 2), (TypeError("bad type"), 2),
-                      (FileNotFoundError("no file"), 2), (WorkdirInUseError("in use by pid 3"), 1),
+    bad = ml_collections.ConfigDict({"x": 0})
+    # Our own checks (a `raise` in rnn_jax) are one line, exit 2.
+    for fn, text in ((lambda: check_int(bad, "x"), "config.x must be an int >= 1, got 0"),
+                     (lambda: check_size("batch", 2.5), "batch must be a Python int")):
+        with pytest.raises(SystemExit) as e:
+            _cli.call(fn)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and text in err
+    for exc, code in ((FileNotFoundError("no file"), 2), (WorkdirInUseError("in use by pid 3"), 1),
                       (FloatingPointError("non-finite loss"), 1),
                       (Interrupted("interrupted (Ctrl-C) at step 3: ..."), 130)):
         with pytest.raises(SystemExit) as e:
             _cli.call(raises(exc))
         assert e.value.code == code
         assert capsys.readouterr().err.strip().endswith(str(exc))
-    with pytest.raises(RuntimeError):  # a bug keeps its traceback
-        _cli.call(raises(RuntimeError("bug")))
+    # Bugs keep their traceback: a ValueError/TypeError not raised by our checks (here, by
+    # this test file, by numpy, or by Python on a line of ours), and any other type.
+    for fn, exc in ((raises(ValueError("from elsewhere")), ValueError),
+                    (lambda: np.zeros(3).reshape(2, 2), ValueError),
+                    (lambda: check_int(None, "x"), TypeError),   # None["x"] inside rnn_jax
+                    (raises(RuntimeError("bug")), RuntimeError)):
+        with pytest.raises(exc):
+            _cli.call(fn)
+    assert capsys.readouterr().err == ""
 
 
 def test_ctrl_c_saves_a_checkpoint_at_the_current_step_and_exits_130(tmp_path):

@@ -1,4 +1,4 @@
-"""Configs of the gradient-versus-lag study (experiments/gradient_lag.py).
+r"""Configs of the gradient-versus-lag study (experiments/gradient_lag.py).
 
     python -m experiments.gradient_lag --workdir=/tmp/gradient_lag
     python -m experiments.gradient_lag --config=experiments/configs/gradient_lag.py:radius \

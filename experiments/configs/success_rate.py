@@ -1,4 +1,4 @@
-"""Configs of the success-rate study (experiments/success_rate.py).
+r"""Configs of the success-rate study (experiments/success_rate.py).
 
     python -m experiments.success_rate --workdir=/tmp/success_rate
     python -m experiments.success_rate --workdir=/tmp/success_rate_full \

@@ -138,7 +138,7 @@ def _bad(field, value):
     ("task", "addition", "config.task"),
     ("eval_batch", 0, "config.eval_batch"),
     ("num_seeds", 0, "num_seeds"),
-    ("optimizer", "adagrad", "optimizer.name"),
+    ("optimizer.name", "adagrad", "optimizer.name"),
     ("seq_lens", (5,), "seq_len=5"),          # below Pascanu's minimum T = 10
 ])
 def test_bad_config_raises_before_writing(tmp_path, field, value, match):

@@ -74,8 +74,7 @@ def get_config(variant: str = "models") -> ml_collections.ConfigDict:
         c.model_kwargs = ml_collections.ConfigDict(MODERN_KWARGS)
         c.measure_at = (0, 100, 1000)
         c.train_batch = 16
-        c.learning_rate = 3e-3
-        c.clip_norm = 1.0
+        c.optimizer = ml_collections.ConfigDict({"learning_rate": 3e-3, "clip_norm": 1.0})
         if variant == "modern_long":
             c.seq_len = 1000
             c.num_seeds = 2
@@ -87,8 +86,9 @@ def get_config(variant: str = "models") -> ml_collections.ConfigDict:
         c.models = "rnn,lstm_fb0,lstm_fb1,lstm_chrono,gru"
         c.measure_at = (0, 100, 1000)  # training steps at which to measure; 0 = init
         c.train_batch = 16
-        c.learning_rate = 3e-3     # Adam
-        c.clip_norm = 1.0          # global-norm clipping (Pascanu et al. 2013)
+        c.optimizer = ml_collections.ConfigDict()   # Adam; fields as in experiments.train
+        c.optimizer.learning_rate = 3e-3
+        c.optimizer.clip_norm = 1.0    # global-norm clipping (Pascanu et al. 2013)
     else:
         c.seq_len = 60             # keeps the linear radius-1.5 RNN's loss inside float32
         c.radii = (0.5, 0.9, 1.0, 1.1, 1.5)

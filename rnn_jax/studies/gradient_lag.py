@@ -52,7 +52,6 @@ from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks
 from rnn_jax.train import training
 from rnn_jax.studies import resume
 from rnn_jax.train import config as config_lib
-from rnn_jax.train import workdir as workdir_lib
 
 # name -> (legend label, cell, default cell kwargs). A string value is resolved against
 # the task's seq_len T: "T" -> T, "2^(1/T)" -> 2 ** (1 / T) (IndRNN's cap, Li et al. 2018).
@@ -128,6 +127,7 @@ def _model_names(config):
 
 def validate(config) -> None:
     """Raise ValueError naming the bad field; runs before anything compiles or is written."""
+    resume.refuse_renamed(config, "gradient_lag")
     if config.get("variant") not in ("models", "radius"):
         raise ValueError(f"config.variant must be 'models' or 'radius', got {config.get('variant')!r}")
     if config.task not in tasks.names():
@@ -163,10 +163,12 @@ def validate(config) -> None:
                 or steps != sorted(set(steps))):
             raise ValueError(f"config.measure_at must be increasing ints >= 0, got {config.measure_at!r}")
         _int_field(config, "train_batch")
-        if not config.learning_rate > 0:
-            raise ValueError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
-        if not config.clip_norm >= 0:
-            raise ValueError(f"config.clip_norm must be >= 0, got {config.clip_norm!r}")
+        if not config.optimizer.learning_rate > 0:
+            raise ValueError(f"config.optimizer.learning_rate must be > 0, got "
+                             f"{config.optimizer.learning_rate!r}")
+        if not config.optimizer.clip_norm >= 0:
+            raise ValueError(f"config.optimizer.clip_norm must be >= 0, got "
+                             f"{config.optimizer.clip_norm!r}")
     else:
         if not config.radii or any(not r > 0 for r in config.radii):
             raise ValueError(f"config.radii must be positive numbers, got {config.radii!r}")
@@ -296,8 +298,8 @@ def _train_config(config, cell_name, cell_kwargs, total_steps):
     c.task.name = config.task
     c.task.seq_len = config.seq_len
     c.optimizer.name = "adam"
-    c.optimizer.learning_rate = config.learning_rate
-    c.optimizer.clip_norm = config.clip_norm
+    c.optimizer.learning_rate = config.optimizer.learning_rate
+    c.optimizer.clip_norm = config.optimizer.clip_norm
     c.batch_size = config.train_batch
     c.num_steps = max(total_steps, 1)
     c.num_seeds = config.num_seeds
@@ -579,7 +581,7 @@ def _jsonable(x):
     return x
 
 
-@workdir_lib.claims("gradient_lag", validate=validate)
+@resume.claims("gradient_lag", validate=validate)
 def run(config, workdir: str) -> dict:
     """Run the study described by ``config`` and write its outputs into ``workdir``.
 
@@ -588,7 +590,7 @@ def run(config, workdir: str) -> dict:
     if not workdir:
         raise ValueError("workdir must be a directory path, got an empty value")
     validate(config)
-    fprint = resume.claim(workdir, "gradient_lag", config)
+    fprint = resume.workdir_fingerprint(workdir)  # the claim is resume.claims above
     t0 = time.time()
     _log(f"variant {config.variant!r}, T={config.seq_len}, H={config.hidden_size}, "
          f"{config.num_seeds} seeds x {config.diag_batch} sequences -> {workdir}")

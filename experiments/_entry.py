@@ -145,16 +145,16 @@ def _config_help(default_path: str) -> str:
     return f"{base}\nThe fields of {os.path.relpath(spec)} and their defaults:\n{fields}"
 
 
-def _define_config(default_path: str):
+def define_config(default_path: str, flag_values=flags.FLAGS):
     """``--config``: config_flags' file flag, locked, with open ``*kwargs`` fields."""
     flag_class = getattr(config_flags_impl, "_ConfigFlag", None)
     if flag_class is None:  # an ml_collections without it: no open kwargs fields
         return config_flags.DEFINE_config_file("config", default_path, _config_help(default_path),
-                                               lock_config=True)
+                                               flag_values=flag_values, lock_config=True)
     flag = flag_class(parser=_ConfigFileParser("config"), serializer=flags.ArgumentSerializer(),
                       name="config", default=default_path,
-                      help_string=_config_help(default_path), flag_values=flags.FLAGS)
-    return flags.DEFINE_flag(flag, flags.FLAGS)
+                      help_string=_config_help(default_path), flag_values=flag_values)
+    return flags.DEFINE_flag(flag, flag_values)
 
 
 def define_main(run, default_config: str, multi_process: bool = False):
@@ -164,7 +164,7 @@ def define_main(run, default_config: str, multi_process: bool = False):
     0 only; without it, asking for several processes is a usage error.
     """
     try:
-        config = _define_config(os.path.join(_CONFIGS, default_config))
+        config = define_config(os.path.join(_CONFIGS, default_config))
     except (AttributeError, KeyError) as e:  # an override of a field the config lacks
         config = _cli.defer_override_error(e, os.path.join(_CONFIGS, default_config))
     workdir = flags.DEFINE_string("workdir", None, "Run directory: config.json, logs, results, figures.")

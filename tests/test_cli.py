@@ -128,3 +128,75 @@ def test_ctrl_c_saves_a_checkpoint_at_the_current_step_and_exits_130(tmp_path):
     logged = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
     assert max(logged) == step  # the checkpoint is the last step trained
     assert not (workdir / "run.lock").exists() and not (workdir / "eval.json").exists()
+
+
+# ------------------------------------------------------------------ issue 18: the command line
+
+# Every main whose config has a *kwargs field: (default config, override, where it lands).
+_KWARGS_MAINS = [
+    ("adding.py", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),           # train
+    ("char_lm.py", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),
+    ("classify_digits.py", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),
+    ("seq2seq_addition.py", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),
+    ("success_rate.py", "cell_kwargs.lstm.forget_bias", ("cell_kwargs", "lstm", "forget_bias")),
+    ("gradient_lag.py", "model_kwargs.lstm_fb1.forget_bias",
+     ("model_kwargs", "lstm_fb1", "forget_bias")),
+    ("copy_memory.py:fb1", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),  # replaces 1.0
+]
+
+
+@pytest.mark.parametrize("config_file,override,where", _KWARGS_MAINS)
+def test_kwargs_fields_take_overrides_field_by_field(monkeypatch, config_file, override, where):
+    """--config.cell_kwargs.forget_bias=2.0 through absl's parser, as each main defines --config."""
+    from absl import flags
+    from experiments import _entry
+
+    argv = ["prog", f"--config={REPO}/experiments/configs/{config_file}", f"--config.{override}=2.0",
+            "--config.task.kwargs.nosuch=3" if config_file == "adding.py" else "--config.seed=5"]
+    monkeypatch.setattr(sys, "argv", argv)
+    fv = flags.FlagValues()
+    holder = _entry.define_config(f"{REPO}/experiments/configs/adding.py", flag_values=fv)
+    fv(argv)
+    node = holder.value
+    for key in where:
+        node = node[key]
+    assert node == 2.0 and isinstance(node, float)
+    with pytest.raises(AttributeError):  # still locked: a misspelt field is refused
+        holder.value.hiden_size = 3
+    if config_file == "adding.py":  # task.kwargs is open too
+        assert holder.value.task.kwargs.nosuch == 3
+
+
+def test_a_misspelt_field_is_still_refused_inside_and_outside_kwargs(monkeypatch):
+    from absl import flags
+    from experiments import _entry
+
+    argv = ["prog", "--config.cel_kwargs.forget_bias=2.0"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises((AttributeError, KeyError), match="cel_kwargs"):
+        _entry.define_config(f"{REPO}/experiments/configs/adding.py", flag_values=flags.FlagValues())
+
+
+def test_help_lists_config_workdir_and_fields_with_defaults():
+    proc = run_cli("experiments.train", "--config=experiments/configs/copy_memory.py:fb1", "--help")
+    assert proc.returncode == 1 and not proc.stderr, proc.stderr[-2000:]  # absl's --help exit code
+    out = proc.stdout
+    assert "--config:" in out and "--workdir:" in out and "--num_processes:" in out
+    assert "The fields of experiments/configs/copy_memory.py:fb1 and their defaults:" in out
+    for line in ("config.hidden_size = 128", "config.optimizer.name = 'adam'",
+                 "config.cell_kwargs.forget_bias = 1.0", "config.task.kwargs = {}  (open:"):
+        assert line in out, line
+    # The usage line keeps its backslash continuation (no run of spaces where it was).
+    assert "--workdir=/tmp/adding \\\n        [--config.hidden_size=64" in out
+
+
+def test_usage_docstrings_keep_their_backslash_continuations():
+    import ast
+    import glob
+
+    for path in glob.glob(os.path.join(REPO, "experiments", "**", "*.py"), recursive=True):
+        with open(path) as f:
+            src = f.read()
+        doc = ast.get_docstring(ast.parse(src), clean=False) or ""
+        if "\\\n" in src.split('"""')[1] if '"""' in src else False:
+            assert "\\\n" in doc, f"{path}: make the docstring raw (r\"\"\"), or the shell's \\ is lost"

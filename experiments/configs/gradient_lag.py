@@ -84,6 +84,8 @@ def get_config(variant: str = "models") -> ml_collections.ConfigDict:
     elif variant == "models":
         # Comma-separated names from experiments.gradient_lag.MODELS.
         c.models = "rnn,lstm_fb0,lstm_fb1,lstm_chrono,gru"
+        # Per model, cell kwargs over MODELS' own, e.g. --config.model_kwargs.lstm_fb1.forget_bias=2.0
+        c.model_kwargs = ml_collections.ConfigDict()
         c.measure_at = (0, 100, 1000)  # training steps at which to measure; 0 = init
         c.train_batch = 16
         c.optimizer = ml_collections.ConfigDict()   # Adam; fields as in experiments.train

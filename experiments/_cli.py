@@ -106,6 +106,19 @@ def _unknown_field(error: Exception, argv, default_path=None) -> str:
     return f"{culprit}: the config has no field {path!r}{hint}{valid}"
 
 
+def _renamed_override(argv) -> str | None:
+    """The message for an override that uses a field name issue 18 replaced (e.g.
+    ``--config.learning_rate`` of the studies, now ``--config.optimizer.learning_rate``)."""
+    from rnn_jax.studies.resume import RENAMED
+    renamed = {old: new for fields in RENAMED.values() for old, new in fields.items()}
+    for arg in argv:
+        m = re.match(r"^--?(?:no)?config\.([\w.]+)(=|$)", arg)
+        if m and m.group(1) in renamed:
+            return (f"{arg}: config.{m.group(1)} was renamed config.{renamed[m.group(1)]} "
+                    f"(the field names of experiments.train); use --config.{renamed[m.group(1)]}")
+    return None
+
+
 def parse_flags(argv):
     """``flags.FLAGS(argv)``; a bad flag, override or config file ends the process with one
     line and exit code 2."""
@@ -113,12 +126,14 @@ def parse_flags(argv):
         error, default_path = _DEFERRED[0]
         if _want_traceback():
             raise error
-        _die(_unknown_field(error, argv, default_path), USAGE_ERROR)
+        _die(_renamed_override(argv) or _unknown_field(error, argv, default_path), USAGE_ERROR)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         if _want_traceback():
             raise
+        if _renamed_override(argv):
+            _die(_renamed_override(argv), USAGE_ERROR)
         text = str(e)
         if "Error whilst parsing config file" in text:
             _die(_config_file_error(text), USAGE_ERROR)
@@ -126,7 +141,7 @@ def parse_flags(argv):
     except (AttributeError, KeyError) as e:  # ml_collections: an override of no field
         if _want_traceback():
             raise
-        _die(_unknown_field(e, argv), USAGE_ERROR)
+        _die(_renamed_override(argv) or _unknown_field(e, argv), USAGE_ERROR)
 
 
 def call(fn, *args, **kwargs):

@@ -40,6 +40,10 @@ def test_config_errors_are_one_line_naming_the_field(tmp_path):
     line = one_line_error(run_cli("experiments.forecast", "--config.optimizer.nosuch=1",
                                   f"--workdir={workdir}"))
     assert "no field 'optimizer.nosuch'" in line and "'learning_rate'" in line
+    # A field renamed by issue 18 (the studies' flat optimizer fields) names its new name.
+    line = one_line_error(run_cli("experiments.success_rate", "--config.learning_rate=0.01",
+                                  f"--workdir={workdir}"))
+    assert "config.learning_rate was renamed config.optimizer.learning_rate" in line
     assert not os.path.exists(workdir)
 
 

@@ -7,6 +7,10 @@ defines ``--config`` (an ml_collections config file, default
 overridable field by field as ``--config.<field>=...``) and ``--workdir``, and returns
 ``main(argv)`` for ``absl.app.run`` (run it as ``app.run(main, flags_parser=parse_flags)``:
 errors are one line, see :mod:`experiments._cli`). Config values are never copied into flags.
+The keys of a ``*kwargs`` field (``cell_kwargs``, ``task.kwargs``, ``model_kwargs``) are open:
+``--config.cell_kwargs.forget_bias=2.0`` adds or replaces one constructor argument
+(:func:`open_kwargs_fields`); every other field is locked. ``--help`` lists these flags and
+every field of the chosen config (``--config=...`` before ``--help``) with its default.
 
 Every main also takes ``--coordinator_address``, ``--num_processes``, ``--process_id``
 (and ``--distributed_timeout_s``): with them, or in a detected cluster (SLURM, Open

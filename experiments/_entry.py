@@ -19,6 +19,8 @@ MPI, a TPU pod), ``main`` joins JAX's multi-process runtime before any other JAX
 ``multi_process=True`` (``experiments.train``, the engine) accept more than one process.
 """
 
+from __future__ import annotations
+
 import ast
 import os
 import re

@@ -113,9 +113,13 @@ def _renamed_override(argv) -> str | None:
     renamed = {old: new for fields in RENAMED.values() for old, new in fields.items()}
     for arg in argv:
         m = re.match(r"^--?(?:no)?config\.([\w.]+)(=|$)", arg)
-        if m and m.group(1) in renamed:
-            return (f"{arg}: config.{m.group(1)} was renamed config.{renamed[m.group(1)]} "
-                    f"(the field names of experiments.train); use --config.{renamed[m.group(1)]}")
+        path = m.group(1) if m else ""
+        for old, new in renamed.items():
+            # task_kwargs.x -> task.kwargs.x; but optimizer.name is not the old optimizer
+            if path == old or (path.startswith(old + ".") and not new.startswith(old + ".")):
+                now = new + path[len(old):]
+                return (f"{arg}: config.{path} was renamed config.{now} (the field names of "
+                        f"experiments.train); use --config.{now}")
     return None
 
 

@@ -90,16 +90,19 @@ def _old_spelling(config):
     """``config`` as a success-rate config.json was written before issue 18 renamed the
     optimizer fields (flat ``optimizer``, ``learning_rate``, ... beside the others)."""
     d = config.to_dict()
-    o = d.pop("optimizer")
+    o, t = d.pop("optimizer"), d.pop("task")
     d.update(optimizer=o["name"], learning_rate=o["learning_rate"], schedule=o["schedule"],
-             warmup_steps=o["warmup_steps"], clip_norm=o["clip_norm"])
+             warmup_steps=o["warmup_steps"], clip_norm=o["clip_norm"], task=t["name"],
+             task_kwargs=t["kwargs"])
     return json.loads(json.dumps(d))
 
 
 @pytest.mark.parametrize("with_run_json", [True, False])
 def test_a_workdir_written_under_the_old_field_names_still_resumes(tmp_path, with_run_json):
     config = sr_configs.get_config("tiny")
+    config.task.kwargs = {"any_kwarg": 4}   # a renamed dict's contents move with it (no validation here)
     old = _old_spelling(config)
+    assert old["task_kwargs"] == {"any_kwarg": 4} and old["task"] == "temporal_order_pascanu"
     workdir = tmp_path / "old"
     (workdir / "points").mkdir(parents=True)
     (workdir / "config.json").write_text(json.dumps({"_study": "success_rate", **old}))
@@ -123,10 +126,19 @@ def test_a_workdir_written_under_the_old_field_names_still_resumes(tmp_path, wit
 def test_a_config_under_the_old_field_names_is_refused_naming_the_rename():
     config = sr_configs.get_config("tiny")
     del config["optimizer"]
-    config.update({"optimizer": "sgd", "learning_rate": 0.01})
-    with pytest.raises(ValueError, match=r"config\.optimizer -> config\.optimizer\.name, "
-                                         r"config\.learning_rate -> config\.optimizer\.learning_rate"):
+    del config["task"]
+    config.update({"optimizer": "sgd", "learning_rate": 0.01, "task": "adding",
+                   "task_kwargs": {}})
+    with pytest.raises(ValueError, match=r"config\.task -> config\.task\.name, config\.task_kwargs "
+                                         r"-> config\.task\.kwargs, config\.optimizer -> "
+                                         r"config\.optimizer\.name, config\.learning_rate -> "
+                                         r"config\.optimizer\.learning_rate"):
         success_rate.validate(config)
+    from experiments import _cli
+    assert "config.task_kwargs.n was renamed config.task.kwargs.n" in _cli._renamed_override(
+        ["prog", "--config.task_kwargs.n=3"])
+    assert _cli._renamed_override(["prog", "--config.optimizer.name=sgd",
+                                   "--config.task.name=adding"]) is None
     gl = gl_configs.get_config()
     del gl["optimizer"]
     gl.clip_norm = 1.0

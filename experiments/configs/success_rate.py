@@ -67,8 +67,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
                          f"(--config=experiments/configs/success_rate.py:<variant>), got {variant!r}")
     c = ml_collections.ConfigDict()
     c.variant = variant
-    c.task = "temporal_order_pascanu"   # rnn_jax.tasks name with output_mode "last" or "all"
-    c.task_kwargs = ml_collections.ConfigDict()
+    c.task = ml_collections.ConfigDict()  # spelt as in experiments.train (task.name, task.kwargs)
+    c.task.name = "temporal_order_pascanu"   # rnn_jax.tasks name with output_mode "last" or "all"
+    c.task.kwargs = ml_collections.ConfigDict()
     c.seq_lens = (10, 20, 40, 80)       # the task's T, increasing
     c.cells = "rnn,lstm,gru"            # comma-separated subset of rnn_jax.models.CELLS
     c.clip = (False, True)              # clipping off / on, each a separate point
@@ -95,7 +96,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.num_seeds = 16
         c.eval_batch = 500
     elif variant in ("modern", "modern_copy", "modern_tiny"):
-        c.task = "copy_memory" if variant == "modern_copy" else "adding_le"
+        c.task.name = "copy_memory" if variant == "modern_copy" else "adding_le"
         c.cells = ",".join(MODERN_CELL_KWARGS)
         c.cell_kwargs = ml_collections.ConfigDict(MODERN_CELL_KWARGS)
         c.seq_lens = (100, 300, 1000)

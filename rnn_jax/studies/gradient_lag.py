@@ -130,20 +130,21 @@ def validate(config) -> None:
     resume.refuse_renamed(config, "gradient_lag")
     if config.get("variant") not in ("models", "radius"):
         raise ValueError(f"config.variant must be 'models' or 'radius', got {config.get('variant')!r}")
-    if config.task not in tasks.names():
-        raise ValueError(f"config.task must be one of {tasks.names()}, got {config.task!r}")
+    if config.task.name not in tasks.names():
+        raise ValueError(f"config.task.name must be one of {tasks.names()}, got "
+                         f"{config.task.name!r}")
     for name in ("seq_len", "hidden_size", "num_seeds", "diag_batch"):
         _int_field(config, name)
     _int_field(config, "seed", minimum=0)
-    task = tasks.get(config.task)
+    task = tasks.get(config.task.name)
     try:
         jax.eval_shape(functools.partial(task.sample, batch_size=1, seq_len=config.seq_len),
                        jax.random.PRNGKey(0))
     except ValueError as e:
-        raise ValueError(f"config.seq_len={config.seq_len} is invalid for task {config.task!r}: {e}") from e
+        raise ValueError(f"config.seq_len={config.seq_len} is invalid for task {config.task.name!r}: {e}") from e
     if task.output_mode != "last":
-        raise ValueError(f"config.task must predict once per sequence (output_mode 'last'), "
-                         f"got {config.task!r} with {task.output_mode!r}")
+        raise ValueError(f"config.task.name must predict once per sequence (output_mode "
+                         f"'last'), got {config.task.name!r} with {task.output_mode!r}")
     if config.variant == "models":
         names = _model_names(config)
         over = config.get("model_kwargs", None) or {}
@@ -295,7 +296,7 @@ def _train_config(config, cell_name, cell_kwargs, total_steps):
     c.cell = cell_name
     c.hidden_size = config.hidden_size
     c.cell_kwargs = ml_collections.ConfigDict(cell_kwargs)
-    c.task.name = config.task
+    c.task.name = config.task.name
     c.task.seq_len = config.seq_len
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = config.optimizer.learning_rate
@@ -331,7 +332,7 @@ def _stack_states(states):
 
 
 def _run_models(config, cached):
-    task = tasks.get(config.task)
+    task = tasks.get(config.task.name)
     T, S = config.seq_len, config.num_seeds
     steps = list(config.measure_at)
     chunk = functools.reduce(math.gcd, [b - a for a, b in zip([0] + steps, steps) if b > a], 0)
@@ -445,7 +446,7 @@ def _rnn_cell(hidden, activation, radius):
 
 
 def _run_radius(config, cached):
-    task = tasks.get(config.task)
+    task = tasks.get(config.task.name)
     T, H = config.seq_len, config.hidden_size
     batch = task.sample(jax.random.fold_in(jax.random.PRNGKey(config.seed), 10_000),
                         config.diag_batch, T)

@@ -55,15 +55,17 @@ def _write_json_atomic(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-# Fields renamed by issue 18 so that every entry point spells the optimizer alike
-# (``optimizer.name``, ``optimizer.learning_rate``, ... as in experiments.train). A workdir
+# Fields renamed by issue 18 so that every entry point spells the task and optimizer alike
+# (``task.name``, ``task.kwargs``, ``optimizer.name``, ``optimizer.learning_rate``, ... as in
+# experiments.train). A workdir
 # written under the old names still resumes (its config.json is read under the new names and
 # its fingerprint is that file's); a config that still uses them is refused, naming the rename.
 RENAMED = {
-    "success_rate": {"optimizer": "optimizer.name", "learning_rate": "optimizer.learning_rate",
+    "success_rate": {"task": "task.name", "task_kwargs": "task.kwargs",
+                     "optimizer": "optimizer.name", "learning_rate": "optimizer.learning_rate",
                      "schedule": "optimizer.schedule", "warmup_steps": "optimizer.warmup_steps",
                      "clip_norm": "optimizer.clip_norm"},
-    "gradient_lag": {"learning_rate": "optimizer.learning_rate",
+    "gradient_lag": {"task": "task.name", "learning_rate": "optimizer.learning_rate",
                      "clip_norm": "optimizer.clip_norm"},
     "training_heatmap": {"learning_rate": "optimizer.learning_rate",
                          "clip_norm": "optimizer.clip_norm"},
@@ -72,8 +74,10 @@ RENAMED = {
 
 def refuse_renamed(config, study: str) -> None:
     """ValueError naming every field of ``config`` that uses a name :data:`RENAMED` replaced."""
-    old = [(o, n) for o, n in RENAMED.get(study, {}).items()
-           if o in config and not hasattr(config[o], "keys")]
+    # "optimizer" -> "optimizer.name": the old field is the new one's parent, in use while it
+    # is not a dict; any other old field is in use when present.
+    old = [(o, n) for o, n in RENAMED.get(study, {}).items() if o in config
+           and not (n.startswith(o + ".") and hasattr(config[o], "keys"))]
     if old:
         raise ValueError(
             "config uses field names that were renamed (issue 18): " + ", ".join(

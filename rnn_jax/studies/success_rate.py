@@ -99,9 +99,9 @@ def train_config(config, cell: str, clip: bool, seq_len: int) -> ml_collections.
     kwargs = {k: (_PLACEHOLDERS[v](seq_len) if isinstance(v, str) and v in _PLACEHOLDERS else v)
               for k, v in kwargs.items()}
     c.cell_kwargs = ml_collections.ConfigDict(kwargs)
-    c.task.name = config.task
+    c.task.name = config.task.name
     c.task.seq_len = seq_len
-    c.task.kwargs = ml_collections.ConfigDict(config.task_kwargs.to_dict())
+    c.task.kwargs = ml_collections.ConfigDict(config.task.kwargs.to_dict())
     c.task.eval_size = config.eval_size
     c.optimizer.name = config.optimizer.name
     c.optimizer.learning_rate = config.optimizer.learning_rate
@@ -124,15 +124,20 @@ def validate(config) -> None:
     ``rnn_jax.train.config.validate`` (which traces shapes only, via ``jax.eval_shape``).
     """
     resume.refuse_renamed(config, "success_rate")
-    required = ("task", "task_kwargs", "seq_lens", "cells", "clip", "cell_kwargs",
+    required = ("task", "seq_lens", "cells", "clip", "cell_kwargs",
                 "hidden_size", "optimizer",
                 "batch_size", "num_steps", "num_seeds", "seed", "eval_size", "eval_batch")
     missing = [k for k in required if k not in config]
     if missing:
         raise ValueError(f"config is missing fields {missing}; start from "
                          "experiments/configs/success_rate.py")
-    if config.task not in tasks.names():
-        raise ValueError(f"config.task must be one of {tasks.names()}, got {config.task!r}")
+    missing = [f"task.{k}" for k in ("name", "kwargs") if k not in config.task]
+    if missing:
+        raise ValueError(f"config is missing fields {missing}; start from "
+                         "experiments/configs/success_rate.py")
+    if config.task.name not in tasks.names():
+        raise ValueError(f"config.task.name must be one of {tasks.names()}, got "
+                         f"{config.task.name!r}")
     names = cell_names(config)
     seq_lens = list(config.seq_lens) if isinstance(config.seq_lens, (list, tuple)) else None
     if (not seq_lens or any(not _is_int(t) or t < 1 for t in seq_lens)
@@ -169,8 +174,8 @@ def validate(config) -> None:
                     # The engine names its own field; say which study field feeds it.
                     raise type(e)(f"invalid point (cell={cell!r}, clip={clip}, seq_len={seq_len}) "
                                   f"of the success-rate config: {e} (study fields map to "
-                                  "training fields: task -> task.name, seq_lens -> task.seq_len, "
-                                  "others by the same name)") from e
+                                  "training fields: seq_lens -> task.seq_len, others by the "
+                                  "same name)") from e
 
 
 # ----------------------------------------------------------------------------- one point
@@ -354,15 +359,15 @@ def run(config, workdir: str) -> dict:
         raise ValueError(f"workdir must be a non-empty directory path, got {workdir!r}")
     validate(config)
     names, clips, seq_lens = cell_names(config), list(config.clip), list(config.seq_lens)
-    task = tasks.get(config.task, **config.task_kwargs.to_dict())
+    task = tasks.get(config.task.name, **config.task.kwargs.to_dict())
     fprint = resume.workdir_fingerprint(workdir)  # the claim is resume.claims above
     # T-major: an interrupted run has every cell at the short lengths first.
     grid = [(cell, clip, t) for clip in clips for t in seq_lens for cell in names]
     eval_size = config.eval_size or task.eval_size
-    results = {"task": config.task, "metric_name": task.metric_name, "clip_norm": float(config.optimizer.clip_norm),
+    results = {"task": config.task.name, "metric_name": task.metric_name, "clip_norm": float(config.optimizer.clip_norm),
                "num_steps": config.num_steps, "eval_size": eval_size, "seq_lens": seq_lens,
                "jax_backend": jax.default_backend(), "points": [], "complete": False}
-    _log(f"{config.task}: {len(grid)} points ({'/'.join(names)} x clip {clips} x T {seq_lens}), "
+    _log(f"{config.task.name}: {len(grid)} points ({'/'.join(names)} x clip {clips} x T {seq_lens}), "
          f"{config.num_seeds} seeds x {config.num_steps} steps each, success on {eval_size} "
          f"fresh sequences -> {workdir}")
     t0 = time.time()

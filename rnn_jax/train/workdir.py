@@ -78,12 +78,21 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
     return out
 
 
+def _renamed_by(field: str, old: str, new: str) -> bool:
+    """Whether dotted ``field`` is ``old`` or, when ``old`` was a dict moved elsewhere, inside
+    it. (``task`` -> ``task.name``: the new ``task.name`` is not an old field.)"""
+    return field == old or (field.startswith(old + ".") and not new.startswith(old + "."))
+
+
 def apply_renames(saved: Mapping, renamed: Mapping[str, str] | None) -> dict:
-    """``saved`` (flattened to dotted fields) with each ``old`` field moved to ``renamed[old]``."""
+    """``saved`` flattened to dotted fields, with each ``old`` field (or ``old.<sub>``, for a
+    renamed dict) moved to ``renamed[old]`` (``renamed[old].<sub>``)."""
     flat = _flatten(saved)
     for old, new in (renamed or {}).items():
-        if old in flat and new not in flat:
-            flat[new] = flat.pop(old)
+        for field in [f for f in flat if _renamed_by(f, old, new)]:
+            target = new + field[len(old):]
+            if target not in flat:
+                flat[target] = flat.pop(field)
     return flat
 
 
@@ -170,7 +179,8 @@ def check(workdir: str, experiment: str, config, resumable: Sequence[str] = (), 
     current = config_json(config)
     # Only a field that the current config no longer has was renamed for it.
     flat_current = _flatten(current)
-    renamed = {o: n for o, n in (renamed or {}).items() if o not in flat_current}
+    renamed = {o: n for o, n in (renamed or {}).items()
+               if not any(_renamed_by(f, o, n) for f in flat_current)}
     run_file = os.path.join(workdir, RUN_FILE)
     legacy = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(run_file):

@@ -5,13 +5,13 @@ r"""Train a character-level language model (RNN, LSTM or GRU) with truncated BPT
 
 Writes config.json, metrics.jsonl, eval.json (validation bits per character),
 val_bpc.png, sample.txt and checkpoints into --workdir; re-running resumes. All
-behaviour lives in rnn_jax.lm.train_and_evaluate; this file only parses flags.
+behaviour lives in rnn_jax.apps.lm.train_and_evaluate; this file only parses flags.
 """
 
 from absl import app
 
 from experiments._entry import define_main, parse_flags
-from rnn_jax.lm import train_and_evaluate
+from rnn_jax.apps.lm import train_and_evaluate
 
 main = define_main(train_and_evaluate, "char_lm.py")
 

@@ -6,13 +6,13 @@
 Writes config.json, metrics.jsonl, eval.json (test MSE/MAE in original units for the
 recurrent models and the persistence, seasonal-naive and AR baselines, one-step and
 multi-step) and forecast.png/.pdf into --workdir. All behaviour lives in
-rnn_jax.forecast.train_and_evaluate.
+rnn_jax.apps.forecast.train_and_evaluate.
 """
 
 from absl import app
 
 from experiments._entry import define_main, parse_flags
-from rnn_jax.forecast import train_and_evaluate
+from rnn_jax.apps.forecast import train_and_evaluate
 
 main = define_main(train_and_evaluate, "forecast.py")
 

@@ -6,13 +6,13 @@ r"""Sample text from a trained character-level language model.
 Loads the best checkpoint (lowest validation bpc) of --workdir; refuses a checkpoint
 written by another experiment and a prompt with characters outside the model's
 vocabulary. --temperature=0 is greedy decoding; --top_k=0 samples from every
-character. The same --seed gives the same text. Logic: rnn_jax.lm.generate_text.
+character. The same --seed gives the same text. Logic: rnn_jax.apps.lm.generate_text.
 """
 
 from absl import app, flags
 
 from experiments._cli import call, parse_flags
-from rnn_jax.lm import generate_text
+from rnn_jax.apps.lm import generate_text
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of experiments/char_lm.py.")
 _PROMPT = flags.DEFINE_string("prompt", "The ", "Text the sample continues.")

@@ -6,13 +6,13 @@ r"""Train a sequence-to-sequence model (BiLSTM encoder, LSTM decoder, additive a
 
 Writes config.json, metrics.jsonl, eval.json (held-out exact match, greedy and beam),
 exact_match.png, attention.png and checkpoints into --workdir; re-running resumes.
-All behaviour lives in rnn_jax.seq2seq.train_and_evaluate.
+All behaviour lives in rnn_jax.apps.seq2seq.train_and_evaluate.
 """
 
 from absl import app
 
 from experiments._entry import define_main, parse_flags
-from rnn_jax.seq2seq import train_and_evaluate
+from rnn_jax.apps.seq2seq import train_and_evaluate
 
 main = define_main(train_and_evaluate, "seq2seq_addition.py")
 

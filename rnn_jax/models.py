@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_jax import cells as cells_lib
-from rnn_jax import initializers as inits
+from rnn_jax import layers
 from rnn_jax import tasks as tasks_lib
 from rnn_jax.cells import Cell
 from rnn_jax.ops import unroll
@@ -118,8 +118,7 @@ def make_model(config) -> Model:
     def init(key):
         k_cell, k_out = jax.random.split(key)
         return {"cell": cell.init(k_cell, task.input_size),
-                "readout": {"w": inits.glorot_uniform(k_out, (H, out)),
-                            "b": jnp.zeros((out,), jnp.float32)}}
+                "readout": layers.init_dense(k_out, H, out)}
 
     def apply(params, batch):
         inputs, lengths = batch["inputs"], batch["lengths"]

@@ -1,4 +1,4 @@
-"""Character LM (rnn_jax.lm): model vs a NumPy loop, TBPTT carry, sampling, the experiment and generate.py."""
+"""Character LM (rnn_jax.apps.lm): model vs a NumPy loop, TBPTT carry, sampling, the experiment and generate.py."""
 
 import json
 import math
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnn_jax import lm
+from rnn_jax.apps import lm
 
 
 def tiny_config(cell="rnn", **over):

@@ -7,27 +7,28 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnn_jax import attention, classify
+from rnn_jax import layers
+from rnn_jax.apps import classify
 
 
 def test_masked_softmax_matches_numpy_and_zeroes_padding():
     scores = jax.random.normal(jax.random.PRNGKey(0), (3, 5)) * 10.0
     lengths = jnp.array([5, 2, 1])
-    w = np.asarray(attention.masked_softmax(scores, lengths))
+    w = np.asarray(layers.masked_softmax(scores, lengths))
     for b, L in enumerate([5, 2, 1]):
         e = np.exp(np.asarray(scores[b, :L], np.float64) - np.max(scores[b, :L]))
         np.testing.assert_allclose(w[b, :L], e / e.sum(), rtol=1e-5)
         assert (w[b, L:] == 0).all()
-    assert (np.asarray(attention.masked_softmax(scores[:1], jnp.array([0]))) == 0).all()
+    assert (np.asarray(layers.masked_softmax(scores[:1], jnp.array([0]))) == 0).all()
 
 
 def test_pool_ignores_padded_states():
-    params = attention.init(jax.random.PRNGKey(0), 4, 3)
+    params = layers.init_attention_pool(jax.random.PRNGKey(0), 4, 3)
     hs = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 4))
     lengths = jnp.array([6, 3])
     garbage = hs.at[1, 3:].set(1e3)
-    a, wa = attention.pool(params, hs, lengths)
-    b, wb = attention.pool(params, garbage, lengths)
+    a, wa = layers.attention_pool(params, hs, lengths)
+    b, wb = layers.attention_pool(params, garbage, lengths)
     np.testing.assert_allclose(a, b, rtol=1e-6)
     np.testing.assert_allclose(wa, wb, rtol=1e-6)
     # Reference for the second sequence: additive scores over its 3 valid states only.

@@ -50,7 +50,7 @@ def test_config_errors_are_one_line_naming_the_field(tmp_path):
 def test_a_bad_config_value_is_one_line_with_the_field_and_choices(tmp_path, capsys):
     """What experiments/_entry.py's main does with a config its validate refuses."""
     from experiments import _cli
-    from rnn_jax import classify
+    from rnn_jax.apps import classify
 
     config = classify.default_config()
     config.cell = "foo"

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from rnn_jax import forecast
+from rnn_jax.apps import forecast
 from rnn_jax.data import series as series_lib
 
 

@@ -18,14 +18,15 @@ LAYERS = {
     "rnn_jax.fused": 0, "rnn_jax.parallel": 0,
     # 1: the sequence engine
     "rnn_jax.ops": 1, "rnn_jax.remat": 1, "rnn_jax.padding": 1, "rnn_jax.convert": 1,
-    # 2: what is built on it: diagnostics, layers and models, wrappers, tasks and data
-    "rnn_jax.diagnostics": 2, "rnn_jax.attention": 2, "rnn_jax.models": 2, "rnn_jax.nn": 2,
+    # 1: the non-recurrent layers beside it (dense, embedding, masks, losses, attention)
+    "rnn_jax.layers": 1,
+    # 2: what is built on them: diagnostics, models, wrappers, tasks and data
+    "rnn_jax.diagnostics": 2, "rnn_jax.models": 2, "rnn_jax.nn": 2,
     "rnn_jax.tasks": 2, "rnn_jax.data": 2, "rnn_jax.plotting": 2,
     # 3: training
     "rnn_jax.train": 3,
     # 4: applications and studies
-    "rnn_jax.lm": 4, "rnn_jax.classify": 4, "rnn_jax.forecast": 4, "rnn_jax.seq2seq": 4,
-    "rnn_jax.seq2seq_model": 4, "rnn_jax.studies": 4,
+    "rnn_jax.apps": 4, "rnn_jax.studies": 4,
 }
 
 

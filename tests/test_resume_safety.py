@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 
-from rnn_jax import forecast
+from rnn_jax.apps import forecast
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import loop
 from rnn_jax.train.checkpointing import DAMAGED_DIR, IncompatibleCheckpointError

@@ -1,4 +1,4 @@
-"""Sequence to sequence (rnn_jax.seq2seq_model, rnn_jax.seq2seq, rnn_jax.data.seq2seq_tasks):
+"""Sequence to sequence (rnn_jax.apps.seq2seq.model, rnn_jax.apps.seq2seq, rnn_jax.data.seq2seq_tasks):
 NumPy references, decoding against exhaustive search, padding, the tasks, the experiment."""
 
 import datetime
@@ -10,7 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from rnn_jax import attention, models, seq2seq, seq2seq_model
+from rnn_jax import layers, models
+from rnn_jax.apps import seq2seq
+from rnn_jax.apps.seq2seq import model as seq2seq_model
 from rnn_jax.data import seq2seq_tasks as st
 from rnn_jax.train.workdir import IncompatibleWorkdirError
 
@@ -58,7 +60,7 @@ def _np_lstm(p, h, c, x):
 
 
 def numpy_teacher_forced(params, src, src_len, tgt_in, attend):
-    """The model of the rnn_jax.seq2seq docstring, one example and one step at a time
+    """The model of the rnn_jax.apps.seq2seq docstring, one example and one step at a time
     in float64, reading only each source's valid characters."""
     p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
     H = p["enc_fw"]["w_h"].shape[0]
@@ -101,12 +103,12 @@ def np_log_probs(logits):
 
 
 def test_additive_attention_matches_numpy():
-    params = jax.jit(lambda k: attention.init_additive(k, 5, 4, 3))(jax.random.PRNGKey(0))
+    params = jax.jit(lambda k: layers.init_additive_attention(k, 5, 4, 3))(jax.random.PRNGKey(0))
     rng = np.random.default_rng(1)
     q = rng.normal(size=(3, 5)).astype(np.float32)
     hs = rng.normal(size=(3, 6, 4)).astype(np.float32)
     lengths = np.array([6, 2, 4], np.int32)
-    read = jax.jit(lambda p, q, hs, n: attention.additive(p, q, attention.project_keys(p, hs), hs, n))
+    read = jax.jit(lambda p, q, hs, n: layers.additive_attention(p, q, layers.project_keys(p, hs), hs, n))
     ctx, w = read(params, q, hs, lengths)
     p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
     for b, L in enumerate([6, 2, 4]):

@@ -4,7 +4,7 @@ never becomes a class, an unknown test label names the test file."""
 import numpy as np
 import pytest
 
-from rnn_jax import classify
+from rnn_jax.apps import classify
 from rnn_jax.data import tsv
 
 
@@ -61,7 +61,6 @@ def test_bucket_width_is_the_next_power_of_two_capped_at_the_data_width():
 
 
 def _tsv_config(path, max_len):
-    from rnn_jax import classify
     c = classify.default_config()
     c.hidden_size, c.attention_size, c.embed_size = 4, 3, 4
     c.data.source, c.data.path, c.data.max_len = "tsv", str(path), max_len
@@ -72,7 +71,6 @@ def _tsv_config(path, max_len):
 def test_a_short_text_file_runs_short_batches(tmp_path, monkeypatch):
     """The issue's case: the longest text has 11 tokens and max_len = 400. Every training
     batch is padded to its own longest text's power-of-two bucket, capped at 11."""
-    from rnn_jax import classify
     from rnn_jax.train import driver
     path = tmp_path / "short.tsv"
     texts = ["ab", "abcdefghijk", "ba", "xy", "yx", "xyz", "abc", "ab", "yy", "xx"]
@@ -112,7 +110,6 @@ def test_bucketed_batch_trains_like_the_full_width_batch():
     sum, a few sums deep, hence rtol 1e-5."""
     import jax
     import jax.numpy as jnp
-    from rnn_jax import classify
     from rnn_jax.data.tsv import bucket_width
     config = _tsv_config("unused.tsv", max_len=20)
     config.cell = "rnn"   # the masking is the cell-independent part under test; rnn compiles fastest
@@ -139,7 +136,6 @@ def test_bucketed_batch_trains_like_the_full_width_batch():
 def test_texts_cut_at_max_len_are_encoded_as_before(tmp_path):
     """Where every text reaches max_len, the width is max_len and the ids are the first
     max_len tokens: exactly the arrays the pad-to-max_len encoding gave."""
-    from rnn_jax import classify
     path = tmp_path / "long.tsv"
     texts = ["abcabcabcab", "bcabcabcabca", "xyzxyzxyzx", "zyxzyxzyxzyx", "abababab", "xyxyxyxy"]
     path.write_text("".join(f"{t}\t{'p' if t[0] in 'ab' else 'n'}\n" for t in texts))

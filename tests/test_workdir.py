@@ -13,7 +13,7 @@ import pytest
 
 from experiments.configs import gradient_lag as gl_configs
 from experiments.configs import success_rate as sr_configs
-from rnn_jax import forecast
+from rnn_jax.apps import forecast
 from rnn_jax.train import training
 from rnn_jax.studies import gradient_lag, success_rate
 from rnn_jax.train import loop

@@ -35,9 +35,9 @@ gru 1.632 (9 min 05 s), lstm 1.670 (9 min 50 s), rnn 1.759 (7 min 50 s): given e
 training the LSTM beats the tanh RNN.
 """
 
-from rnn_jax import lm
+from rnn_jax.apps import lm
 
-# Hidden sizes that give each cell the LSTM's parameter count (rnn_jax.lm.num_params).
+# Hidden sizes that give each cell the LSTM's parameter count (rnn_jax.apps.lm.num_params).
 HIDDEN = {"lstm": 128, "gru": 148, "rnn": 253}
 
 

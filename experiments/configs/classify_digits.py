@@ -22,7 +22,7 @@ Outputs: eval.json (confusion matrix), confusion_matrix.png, attention.png (weig
 8 test digits).
 """
 
-from rnn_jax import classify
+from rnn_jax.apps import classify
 
 _STEPS = {"row": (1500, 250, 750), "pixel": (6000, 1000, 3000)}
 

@@ -15,7 +15,7 @@ No file ships with the project, so there is no measured result; the end-to-end t
 its two easily separated classes in ~10 s.
 """
 
-from rnn_jax import classify
+from rnn_jax.apps import classify
 
 
 def get_config():

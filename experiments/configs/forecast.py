@@ -26,7 +26,7 @@ LSTM 72. The series trends upward past the training range, and the recurrent mod
 values normalised with training statistics that they never saw during training.
 """
 
-from rnn_jax import forecast
+from rnn_jax.apps import forecast
 
 
 def get_config(series: str = "sunspots"):

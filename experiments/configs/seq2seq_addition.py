@@ -26,7 +26,7 @@ holds the whole source, so attention gains nothing; with --config.task.max_digit
 no attention 0.533 / 0.534 (158 s).
 """
 
-from rnn_jax import seq2seq
+from rnn_jax.apps import seq2seq
 
 VARIANTS = ("attn", "noattn")
 

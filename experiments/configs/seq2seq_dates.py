@@ -18,7 +18,7 @@ Expected (measured on the 2-core CPU shared with other jobs, seed 0):
   no attention  greedy 1.000, beam 1.000; first 1.0 at step 500 (21 s in); 39 s wall.
 """
 
-from rnn_jax import seq2seq
+from rnn_jax.apps import seq2seq
 
 VARIANTS = ("attn", "noattn")
 

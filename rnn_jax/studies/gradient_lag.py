@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rnn_jax import cells, diagnostics, initializers, models, plotting, tasks
+from rnn_jax import cells, diagnostics, layers, models, plotting, tasks
 from rnn_jax.train import training
 from rnn_jax.studies import resume
 from rnn_jax.train import config as config_lib
@@ -469,8 +469,7 @@ def _run_radius(config, cached):
         def init(c, key):
             k_c, k_r = jax.random.split(key)
             return {"cell": c.init(k_c, task.input_size),
-                    "readout": {"w": initializers.glorot_uniform(k_r, (H, task.output_size)),
-                                "b": jnp.zeros((task.output_size,))}}
+                    "readout": layers.init_dense(k_r, H, task.output_size)}
 
         params = _stack_states([jax.vmap(functools.partial(init, c))(keys) for c in cells_by_radius])
         grads = jax.jit(jax.vmap(make_measure(cell, task, T, "rnn"), in_axes=(0, None)))(params, batch)

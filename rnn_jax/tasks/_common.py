@@ -76,16 +76,6 @@ def sigmoid_bce(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.sum(per_unit, axis=-1)
 
 
-def softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Cross-entropy of a softmax over the last axis against integer ``labels``.
-
-    ``logits: [..., K]``, ``labels: [...]`` int; returns ``[...]``.
-    """
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)
-    return -picked[..., 0]
-
-
 def check_outputs(outputs: jax.Array, expected_shape: tuple, task: str) -> None:
     """Raise a ValueError when model outputs do not have the shape the task scores."""
     if tuple(outputs.shape) != tuple(expected_shape):

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_jax.tasks._common import check_outputs, check_size, randint, softmax_xent
+from rnn_jax.layers import softmax_xent
+from rnn_jax.tasks._common import check_outputs, check_size, randint
 from rnn_jax.tasks.base import Task
 
 NUM_CLASSES = 10

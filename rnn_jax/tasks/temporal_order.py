@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_jax.tasks._common import (check_outputs, check_size, randint, sigmoid_bce,
-                                   softmax_xent)
+from rnn_jax.layers import softmax_xent
+from rnn_jax.tasks._common import check_outputs, check_size, randint, sigmoid_bce
 from rnn_jax.tasks.base import Task
 
 # H&S 1997 alphabet: four distractors, the two relevant symbols, start and trigger.

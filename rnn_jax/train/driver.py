@@ -1,6 +1,6 @@
 """The resume / train / log / evaluate / checkpoint loop of the single-model applications.
 
-The classifier (:mod:`rnn_jax.classify`) and seq2seq (:mod:`rnn_jax.seq2seq`) differ in
+The classifier (:mod:`rnn_jax.apps.classify`) and seq2seq (:mod:`rnn_jax.apps.seq2seq`) differ in
 their model, data and metrics, not in how they train; this module is the part they
 share. (The engine's own loop, :mod:`rnn_jax.train.loop`, trains vmapped seeds; the char
 LM carries its TBPTT state between windows and forecasting keeps the best parameters,

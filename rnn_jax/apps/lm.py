@@ -42,8 +42,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from rnn_jax import initializers as inits
-from rnn_jax import models, ops
+from rnn_jax import layers, models, ops
 from rnn_jax.train import training
 from rnn_jax.data import text as text_data
 from rnn_jax.train import config as config_lib
@@ -92,7 +91,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate(config) -> None:
     """Raise ValueError naming the first bad field; runs before any data is read or compiled."""
-    config_lib.check_experiment(config, default_config(), EXPERIMENT, "rnn_jax.lm.default_config()")
+    config_lib.check_experiment(config, default_config(), EXPERIMENT, "rnn_jax.apps.lm.default_config()")
     if config.cell not in models.CELLS:
         raise ValueError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
     for f in ("hidden_size", "num_layers", "embed_size", "batch_size", "window", "eval_batch_size",
@@ -141,10 +140,9 @@ def make_lm(config, vocab_size: int) -> LM:
     def init(key):
         k_emb, k_out, *k_layers = jax.random.split(key, L + 2)
         sizes = [E] + [H] * (L - 1)
-        return {"embed": jax.random.normal(k_emb, (V, E), jnp.float32) / math.sqrt(E),
+        return {"embed": layers.init_embedding(k_emb, V, E),
                 "layers": tuple(c.init(k, n) for c, k, n in zip(cells, k_layers, sizes)),
-                "readout": {"w": inits.glorot_uniform(k_out, (H, V)),
-                            "b": jnp.zeros((V,), jnp.float32)}}
+                "readout": layers.init_dense(k_out, H, V)}
 
     def initial_carry(batch_size):
         return tuple(c.initial_carry((batch_size,)) for c in cells)
@@ -187,9 +185,7 @@ def num_params(config, vocab_size: int) -> int:
 
 def cross_entropy(logits, targets):
     """Mean next-token cross-entropy in nats; ``logits [B, T, V]``, ``targets [B, T]`` int."""
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    return -jnp.mean(picked)
+    return jnp.mean(layers.softmax_xent(logits, targets))
 
 
 def bits_per_char(nats):

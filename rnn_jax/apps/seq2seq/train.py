@@ -3,7 +3,7 @@
     config = default_config()                   # or experiments/configs/seq2seq_*.py
     result = train_and_evaluate(config, workdir)
 
-The model and its decoders are :mod:`rnn_jax.seq2seq_model` (a BiLSTM encoder and an
+The model and its decoders are :mod:`rnn_jax.apps.seq2seq.model` (a BiLSTM encoder and an
 LSTM decoder with additive attention, Bahdanau et al. 2014; greedy and beam
 decoding); the tasks are :mod:`rnn_jax.data.seq2seq_tasks` (integer addition, date
 normalisation), generated on the fly: training step ``s`` trains on
@@ -39,7 +39,7 @@ import optax
 from rnn_jax import cells, models
 from rnn_jax.train import training
 from rnn_jax.data import seq2seq_tasks as tasks_lib
-from rnn_jax.seq2seq_model import (DecodeResult, Seq2Seq, beam_search, greedy_decode, make_model,
+from rnn_jax.apps.seq2seq.model import (DecodeResult, Seq2Seq, beam_search, greedy_decode, make_model,
                                    sequence_loss)
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import workdir as workdir_lib
@@ -93,7 +93,7 @@ def default_config() -> ml_collections.ConfigDict:
 def validate(config) -> None:
     """Raise ValueError naming the first bad field (before any data or compilation)."""
     config_lib.check_experiment(config, default_config(), EXPERIMENT,
-                                "rnn_jax.seq2seq.default_config()")
+                                "rnn_jax.apps.seq2seq.default_config()")
     t = config.task
     if t.name not in TASKS:
         raise ValueError(f"config.task.name must be one of {list(TASKS)}, got {t.name!r}")

@@ -1,6 +1,6 @@
 """Sequence-to-sequence model as pure functions: BiLSTM encoder, attentive LSTM decoder, decoders.
 
-    model = make_model(config, source_vocab_size, target_vocab_size)   # config: rnn_jax.seq2seq
+    model = make_model(config, source_vocab_size, target_vocab_size)   # config: rnn_jax.apps.seq2seq
     params = model.init(key)
     logits, weights = model.apply(params, src, src_len, tgt_in)    # teacher forcing
     out = greedy_decode(model, params, src, src_len, max_len)       # DecodeResult
@@ -19,7 +19,7 @@ width, ``V`` target vocabulary.
 * Attention (``config.attention = True``): at step ``t`` with decoder state
   ``s_{t-1}``, ``e_tj = v . tanh(s_{t-1} W_q + h_j W_k + b)``, ``a_t = softmax`` over
   ``j < src_len`` (padded positions exactly 0), context ``c_t = sum_j a_tj h_j``
-  (:func:`rnn_jax.attention.additive`).
+  (:func:`rnn_jax.layers.additive_attention`).
 * No attention (``config.attention = False``): the fixed context ``c_t = z`` at every
   step (the RNN encoder-decoder of Cho et al. 2014, arXiv 1406.1078, fed the summary
   at every step). Same parameter shapes otherwise, so the comparison isolates attention.
@@ -36,20 +36,17 @@ one ``lax.scan`` over target positions). Decoding runs ``lax.scan`` over a fixed
 ``max_len`` under ``jax.jit``, batched; a sequence that emits ``</s>`` is finished and
 then emits ``<pad>`` with log-probability 0. See :func:`beam_search` for its scoring.
 
-The experiment around it (config, data, training, evaluation) is :mod:`rnn_jax.seq2seq`.
+The experiment around it (config, data, training, evaluation) is :mod:`rnn_jax.apps.seq2seq`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from rnn_jax import attention as attn_lib
-from rnn_jax import cells, ops
-from rnn_jax import initializers as inits
+from rnn_jax import cells, layers, ops
 from rnn_jax.data.seq2seq_tasks import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -106,16 +103,14 @@ def make_model(config, source_vocab_size: int, target_vocab_size: int) -> Seq2Se
 
     def init(key):
         ks = jax.random.split(key, 8)
-        params = {"src_embed": jax.random.normal(ks[0], (Vs, E), jnp.float32) / math.sqrt(E),
-                  "tgt_embed": jax.random.normal(ks[1], (V, E), jnp.float32) / math.sqrt(E),
+        params = {"src_embed": layers.init_embedding(ks[0], Vs, E),
+                  "tgt_embed": layers.init_embedding(ks[1], V, E),
                   "enc_fw": enc.init(ks[2], E), "enc_bw": enc.init(ks[3], E),
-                  "init": {"w": inits.glorot_uniform(ks[4], (2 * H, D)),
-                           "b": jnp.zeros((D,), jnp.float32)},
+                  "init": layers.init_dense(ks[4], 2 * H, D),
                   "decoder": dec.init(ks[5], E + 2 * H),
-                  "readout": {"w": inits.glorot_uniform(ks[6], (D + 2 * H, V)),
-                              "b": jnp.zeros((V,), jnp.float32)}}
+                  "readout": layers.init_dense(ks[6], D + 2 * H, V)}
         if use_attention:
-            params["attention"] = attn_lib.init_additive(ks[7], D, 2 * H, A)
+            params["attention"] = layers.init_additive_attention(ks[7], D, 2 * H, A)
         return params
 
     def encode(params, src, src_len):
@@ -129,13 +124,13 @@ def make_model(config, source_vocab_size: int, target_vocab_size: int) -> Seq2Se
             enc, enc, (params["enc_fw"], params["enc_bw"]), carry, x,
             lengths=src_len, time_major=False)
         summary = jnp.concatenate([h_fw, h_bw], axis=-1)
-        keys = attn_lib.project_keys(params["attention"], hs) if use_attention else None
+        keys = layers.project_keys(params["attention"], hs) if use_attention else None
         s0 = jnp.tanh(summary @ params["init"]["w"] + params["init"]["b"].reshape(1, D))
         return Memory(hs, keys, src_len, summary), (s0, jnp.zeros_like(s0))
 
     def step(params, memory, carry, prev):
         if use_attention:
-            context, weights = attn_lib.additive(params["attention"], carry[0], memory.keys,
+            context, weights = layers.additive_attention(params["attention"], carry[0], memory.keys,
                                                  memory.values, memory.lengths)
         else:
             context = memory.summary
@@ -171,7 +166,7 @@ def sequence_loss(logits, tgt_out, tgt_len):
     positions ``t < tgt_len`` (the characters and the EOS)."""
     lp = log_probs(logits)
     nll = -jnp.take_along_axis(lp, tgt_out[..., None], axis=-1)[..., 0]
-    mask = attn_lib.length_mask(tgt_len, tgt_out.shape[1])
+    mask = layers.length_mask(tgt_len, tgt_out.shape[1])
     # Counts cast explicitly: no implicit int-float promotion (tests run it strict).
     n = jnp.maximum(jnp.sum(mask), 1).astype(nll.dtype)
     loss = jnp.sum(jnp.where(mask, nll, 0.0)) / n

@@ -38,8 +38,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from rnn_jax import initializers as inits
-from rnn_jax import plotting
+from rnn_jax import layers, plotting
 from rnn_jax.train import training
 from rnn_jax.data import series as series_lib
 from rnn_jax.models import CELLS
@@ -90,7 +89,7 @@ def _cell_names(config) -> list[str]:
 def validate(config) -> None:
     """Raise ValueError naming the first bad field (before reading data or compiling)."""
     config_lib.check_experiment(config, default_config(), EXPERIMENT,
-                                "rnn_jax.forecast.default_config()")
+                                "rnn_jax.apps.forecast.default_config()")
     _cell_names(config)
     for field in ("hidden_size", "window", "horizon", "season", "ar_lags", "batch_size",
                   "num_steps", "eval_every"):
@@ -170,8 +169,7 @@ def make_forecaster(cell_name: str, hidden_size: int):
     def init(key):
         k_cell, k_out = jax.random.split(key)
         return {"cell": cell.init(k_cell, 1),
-                "readout": {"w": inits.glorot_uniform(k_out, (hidden_size, 1)),
-                            "b": jnp.zeros((1,), jnp.float32)}}
+                "readout": layers.init_dense(k_out, hidden_size, 1)}
 
     def apply(params, z):
         n, w = z.shape

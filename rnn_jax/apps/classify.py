@@ -9,7 +9,7 @@ or feature vectors ``[B, T, F]`` float (``("features", F)``), right-padded, with
 ``lengths [B]``. A forward and a backward recurrent layer (Schuster & Paliwal 1997;
 BiLSTM of Graves & Schmidhuber 2005) read each sequence up to its length, the
 concatenated states ``[B, T, 2H]`` are pooled by additive attention masked by the
-lengths (:mod:`rnn_jax.attention`; Zhou et al. 2016, Yang et al. 2016), and a
+lengths (:mod:`rnn_jax.layers`; Zhou et al. 2016, Yang et al. 2016), and a
 linear layer gives the class logits. Padding therefore changes nothing: the backward
 layer starts at each sequence's last valid step and padded steps get attention
 weight 0.
@@ -31,7 +31,6 @@ events), ``eval.json`` (test accuracy, confusion matrix), ``confusion_matrix.png
 from __future__ import annotations
 
 import copy
-import math
 import os
 from typing import Any, Callable, NamedTuple
 
@@ -41,10 +40,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from rnn_jax import attention, models, ops
+from rnn_jax import layers, models, ops
 from rnn_jax.data.tsv import bucket_width
 from rnn_jax.train import training
-from rnn_jax import initializers as inits
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
@@ -90,7 +88,7 @@ def default_config() -> ml_collections.ConfigDict:
 def validate(config) -> None:
     """Raise ValueError naming the first bad field (before reading data or compiling)."""
     config_lib.check_experiment(config, default_config(), EXPERIMENT,
-                                "rnn_jax.classify.default_config()")
+                                "rnn_jax.apps.classify.default_config()")
     if config.cell not in models.CELLS:
         raise ValueError(f"config.cell must be one of {sorted(models.CELLS)}, got {config.cell!r}")
     for f in ("hidden_size", "attention_size", "embed_size", "batch_size", "num_steps",
@@ -141,18 +139,17 @@ def make_classifier(config, input_spec: tuple[str, int], num_classes: int) -> Cl
     def init(key):
         k_e, k_f, k_b, k_a, k_o = jax.random.split(key, 5)
         params = {"fw": cell.init(k_f, in_size), "bw": cell.init(k_b, in_size),
-                  "attention": attention.init(k_a, 2 * H, config.attention_size),
-                  "readout": {"w": inits.glorot_uniform(k_o, (2 * H, C)),
-                              "b": jnp.zeros((C,), jnp.float32)}}
+                  "attention": layers.init_attention_pool(k_a, 2 * H, config.attention_size),
+                  "readout": layers.init_dense(k_o, 2 * H, C)}
         if kind == "tokens":
-            params["embed"] = jax.random.normal(k_e, (size, in_size), jnp.float32) / math.sqrt(in_size)
+            params["embed"] = layers.init_embedding(k_e, size, in_size)
         return params
 
     def apply(params, inputs, lengths):
         if kind == "tokens":
             if inputs.ndim != 2:
                 raise ValueError(f"token inputs must have shape [B, T], got {tuple(inputs.shape)}")
-            x = jnp.take(params["embed"], inputs, axis=0)
+            x = layers.embed(params["embed"], inputs)
         else:
             if inputs.ndim != 3 or inputs.shape[-1] != size:
                 raise ValueError(f"feature inputs must have shape [B, T, {size}], "
@@ -162,7 +159,7 @@ def make_classifier(config, input_spec: tuple[str, int], num_classes: int) -> Cl
         carry = (cell.initial_carry((B,)), cell.initial_carry((B,)))
         _, hs = ops.bidirectional(cell, cell, (params["fw"], params["bw"]), carry, x,
                                   lengths=lengths, time_major=False)
-        pooled, weights = attention.pool(params["attention"], hs, lengths)
+        pooled, weights = layers.attention_pool(params["attention"], hs, lengths)
         logits = pooled @ params["readout"]["w"] + params["readout"]["b"].reshape(1, C)
         return logits, weights
 
@@ -248,8 +245,8 @@ class ClassifyState(NamedTuple):
 
 
 def xent(logits, labels):
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0])
+    """Mean cross-entropy (nats) of ``logits [B, C]`` against integer ``labels [B]``."""
+    return jnp.mean(layers.softmax_xent(logits, labels))
 
 
 def make_train_step(config, model: Classifier):

@@ -8,7 +8,9 @@ exist, bad data or a workdir that holds another run (the user must change the
 command); 1 for a run that stopped (workdir in use by another process, non-finite
 loss); 130 after Ctrl-C (the training loops save a checkpoint first). The message
 is ``error: <what>`` on stderr, with no traceback; set ``RNN_JAX_TRACEBACK=1`` to
-get the traceback instead (for bugs).
+get the traceback instead (for bugs). Only errors raised on purpose by our own checks
+(a ``raise`` statement in rnn_jax or experiments, see :func:`raised_by_us`) become one
+line: any other ValueError or TypeError is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+import traceback
 
 from absl import flags
 
+import rnn_jax
 from rnn_jax.train.workdir import WorkdirInUseError
 
 USAGE_ERROR = 2
@@ -62,17 +66,29 @@ def defer_override_error(error: Exception, default_config_path: str):
     return None
 
 
-def _load_config(argv, default_path):
-    """The config ``--config`` (or the default) names, loaded as config_flags would."""
+def load_config(spec: str):
+    """``get_config([variant])`` of the config file ``path.py[:variant]``, as config_flags
+    loads it (unlocked)."""
     import runpy
-    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), default_path)
     path, _, variant = spec.partition(":")
     get_config = runpy.run_path(path)["get_config"]
     return get_config(variant) if variant else get_config()
 
 
+def _load_config(argv, default_path):
+    """The config ``--config`` (or the default) names."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), default_path)
+    return load_config(spec)
+
+
 def _unknown_field(error: Exception, argv, default_path=None) -> str:
-    key = str(error).strip("'\"")
+    # ml_collections' KeyError: "'name'" or "'name'\nDid you mean "other" instead of "name"?".
+    while error.args and isinstance(error.args[0], Exception):  # AttributeError(KeyError(...))
+        error = error.args[0]
+    text = str(error.args[0]) if error.args else str(error)
+    first, _, hint = text.partition("\n")
+    key = first.strip("'\"")
+    hint = f" ({hint.strip()})" if hint.strip() else ""
     overrides = [a for a in argv if a.startswith("--config.")]
     culprit = next((a for a in overrides
                     if key in a.split("=", 1)[0][len("--config."):].split(".")), None)
@@ -87,20 +103,41 @@ def _unknown_field(error: Exception, argv, default_path=None) -> str:
         valid = f"; the fields{' of config.' + parent if parent else ''} are {sorted(node.keys())}"
     except Exception:  # noqa: BLE001 - the listing is a courtesy
         valid = ""
-    return f"{culprit}: the config has no field {path!r}{valid}"
+    return f"{culprit}: the config has no field {path!r}{hint}{valid}"
+
+
+def _renamed_override(argv) -> str | None:
+    """The message for an override that uses a field name issue 18 replaced (e.g.
+    ``--config.learning_rate`` of the studies, now ``--config.optimizer.learning_rate``)."""
+    from rnn_jax.studies.resume import RENAMED
+    renamed = {old: new for fields in RENAMED.values() for old, new in fields.items()}
+    for arg in argv:
+        m = re.match(r"^--?(?:no)?config\.([\w.]+)(=|$)", arg)
+        path = m.group(1) if m else ""
+        for old, new in renamed.items():
+            # task_kwargs.x -> task.kwargs.x; but optimizer.name is not the old optimizer
+            if path == old or (path.startswith(old + ".") and not new.startswith(old + ".")):
+                now = new + path[len(old):]
+                return (f"{arg}: config.{path} was renamed config.{now} (the field names of "
+                        f"experiments.train); use --config.{now}")
+    return None
 
 
 def parse_flags(argv):
     """``flags.FLAGS(argv)``; a bad flag, override or config file ends the process with one
     line and exit code 2."""
-    if _DEFERRED and not _want_traceback():
+    if _DEFERRED:
         error, default_path = _DEFERRED[0]
-        _die(_unknown_field(error, argv, default_path), USAGE_ERROR)
+        if _want_traceback():
+            raise error
+        _die(_renamed_override(argv) or _unknown_field(error, argv, default_path), USAGE_ERROR)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         if _want_traceback():
             raise
+        if _renamed_override(argv):
+            _die(_renamed_override(argv), USAGE_ERROR)
         text = str(e)
         if "Error whilst parsing config file" in text:
             _die(_config_file_error(text), USAGE_ERROR)
@@ -108,7 +145,7 @@ def parse_flags(argv):
     except (AttributeError, KeyError) as e:  # ml_collections: an override of no field
         if _want_traceback():
             raise
-        _die(_unknown_field(e, argv), USAGE_ERROR)
+        _die(_renamed_override(argv) or _unknown_field(e, argv), USAGE_ERROR)
 
 
 def call(fn, *args, **kwargs):
@@ -125,5 +162,30 @@ def call(fn, *args, **kwargs):
         _die(str(e), RUN_STOPPED)
     except FloatingPointError as e:
         _die(str(e), RUN_STOPPED)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except FileNotFoundError as e:  # a data or config path the user named; str(e) names it
         _die(str(e), USAGE_ERROR)
+    except (ValueError, TypeError) as e:
+        if not raised_by_us(e):
+            raise  # a bug, or a library's error we did not anticipate: keep the traceback
+        _die(str(e), USAGE_ERROR)
+
+
+_OUR_CODE = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (rnn_jax.__file__, __file__))
+
+
+def raised_by_us(error: BaseException) -> bool:
+    """True when ``error`` was raised by a ``raise`` statement in rnn_jax or experiments.
+
+    Those are the messages written for the user: config validation, data checks, workdir
+    refusals, each naming what to change. A ValueError or TypeError raised anywhere else
+    (inside jax, numpy or optax, or by Python itself on a line of ours, such as a call with
+    a wrong argument) is a bug or an unanticipated failure, and keeps its traceback.
+    The innermost frame of the traceback is where it was raised; JAX's traceback
+    filtering only removes JAX's own frames, which are not ours either way.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return False
+    last = frames[-1]
+    path = os.path.abspath(last.filename)
+    return path.startswith(_OUR_CODE) and (last.line or "").lstrip().startswith("raise")

@@ -1,4 +1,4 @@
-"""Train a character-level language model (RNN, LSTM or GRU) with truncated BPTT.
+r"""Train a character-level language model (RNN, LSTM or GRU) with truncated BPTT.
 
     python -m experiments.char_lm --workdir=/tmp/char_lm_lstm \
         [--config=experiments/configs/char_lm.py:gru] [--config.data.path=book.txt]

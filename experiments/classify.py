@@ -1,4 +1,4 @@
-"""Train a BiLSTM + attention sequence classifier (sklearn digits or a text<TAB>label file).
+r"""Train a BiLSTM + attention sequence classifier (sklearn digits or a text<TAB>label file).
 
     python -m experiments.classify --config=experiments/configs/classify_digits.py --workdir=/tmp/digits
     python -m experiments.classify --config=experiments/configs/classify_tsv.py \

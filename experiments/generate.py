@@ -1,4 +1,4 @@
-"""Sample text from a trained character-level language model.
+r"""Sample text from a trained character-level language model.
 
     python -m experiments.generate --workdir=/tmp/char_lm_lstm --prompt="The " \
         --length=500 --temperature=0.8 --top_k=10 --seed=0

@@ -9,10 +9,10 @@ config file's docstring gives the expected result.
 
 from absl import app
 
-from experiments._entry import define_main
+from experiments._entry import define_main, parse_flags
 from rnn_jax.studies import sensitivity
 
 main = define_main(sensitivity.run, "sensitivity.py")
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

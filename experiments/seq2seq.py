@@ -1,4 +1,4 @@
-"""Train a sequence-to-sequence model (BiLSTM encoder, LSTM decoder, additive attention).
+r"""Train a sequence-to-sequence model (BiLSTM encoder, LSTM decoder, additive attention).
 
     python -m experiments.seq2seq --config=experiments/configs/seq2seq_addition.py --workdir=/tmp/s2s_add
     python -m experiments.seq2seq --config=experiments/configs/seq2seq_dates.py:noattn \

@@ -1,4 +1,4 @@
-"""Train any configured model on any task.
+r"""Train any configured model on any task.
 
     python -m experiments.train --config=experiments/configs/adding.py --workdir=/tmp/adding \
         [--config.hidden_size=64 --config.num_seeds=4 ...]

@@ -7,10 +7,10 @@ What is measured and written is documented in rnn_jax/studies/training_heatmap.p
 
 from absl import app
 
-from experiments._entry import define_main
+from experiments._entry import define_main, parse_flags
 from rnn_jax.studies import training_heatmap
 
 main = define_main(training_heatmap.run, "training_heatmap.py")
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -40,6 +40,10 @@ def test_config_errors_are_one_line_naming_the_field(tmp_path):
     line = one_line_error(run_cli("experiments.forecast", "--config.optimizer.nosuch=1",
                                   f"--workdir={workdir}"))
     assert "no field 'optimizer.nosuch'" in line and "'learning_rate'" in line
+    # A field renamed by issue 18 (the studies' flat optimizer fields) names its new name.
+    line = one_line_error(run_cli("experiments.success_rate", "--config.learning_rate=0.01",
+                                  f"--workdir={workdir}"))
+    assert "config.learning_rate was renamed config.optimizer.learning_rate" in line
     assert not os.path.exists(workdir)
 
 
@@ -60,7 +64,11 @@ def test_a_bad_config_value_is_one_line_with_the_field_and_choices(tmp_path, cap
 
 
 def test_call_maps_errors_to_exit_codes(capsys):
+    import ml_collections
+    import numpy as np
     from experiments import _cli
+    from rnn_jax.tasks._common import check_size
+    from rnn_jax.train.config import check_int
     from rnn_jax.train.interrupt import Interrupted
     from rnn_jax.train.workdir import WorkdirInUseError
 
@@ -69,16 +77,31 @@ def test_call_maps_errors_to_exit_codes(capsys):
             raise e
         return f
 
-    for exc, code in ((ValueError("config.x must be 1"), 2), (TypeError("bad type"), 2),
-                      (FileNotFoundError("no file"), 2), (WorkdirInUseError("in use by pid 3"), 1),
+    bad = ml_collections.ConfigDict({"x": 0})
+    # Our own checks (a `raise` in rnn_jax) are one line, exit 2.
+    for fn, text in ((lambda: check_int(bad, "x"), "config.x must be an int >= 1, got 0"),
+                     (lambda: check_size("batch", 2.5), "batch must be a Python int")):
+        with pytest.raises(SystemExit) as e:
+            _cli.call(fn)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and text in err
+    for exc, code in ((FileNotFoundError("no file"), 2), (WorkdirInUseError("in use by pid 3"), 1),
                       (FloatingPointError("non-finite loss"), 1),
                       (Interrupted("interrupted (Ctrl-C) at step 3: ..."), 130)):
         with pytest.raises(SystemExit) as e:
             _cli.call(raises(exc))
         assert e.value.code == code
         assert capsys.readouterr().err.strip().endswith(str(exc))
-    with pytest.raises(RuntimeError):  # a bug keeps its traceback
-        _cli.call(raises(RuntimeError("bug")))
+    # Bugs keep their traceback: a ValueError/TypeError not raised by our checks (here, by
+    # this test file, by numpy, or by Python on a line of ours), and any other type.
+    for fn, exc in ((raises(ValueError("from elsewhere")), ValueError),
+                    (lambda: np.zeros(3).reshape(2, 2), ValueError),
+                    (lambda: check_int(None, "x"), TypeError),   # None["x"] inside rnn_jax
+                    (raises(RuntimeError("bug")), RuntimeError)):
+        with pytest.raises(exc):
+            _cli.call(fn)
+    assert capsys.readouterr().err == ""
 
 
 def test_ctrl_c_saves_a_checkpoint_at_the_current_step_and_exits_130(tmp_path):
@@ -109,3 +132,75 @@ def test_ctrl_c_saves_a_checkpoint_at_the_current_step_and_exits_130(tmp_path):
     logged = [json.loads(l)["step"] for l in metrics.read_text().splitlines()]
     assert max(logged) == step  # the checkpoint is the last step trained
     assert not (workdir / "run.lock").exists() and not (workdir / "eval.json").exists()
+
+
+# ------------------------------------------------------------------ issue 18: the command line
+
+# Every main whose config has a *kwargs field: (default config, override, where it lands).
+_KWARGS_MAINS = [
+    ("adding.py", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),           # train
+    ("char_lm.py", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),
+    ("classify_digits.py", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),
+    ("seq2seq_addition.py", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),
+    ("success_rate.py", "cell_kwargs.lstm.forget_bias", ("cell_kwargs", "lstm", "forget_bias")),
+    ("gradient_lag.py", "model_kwargs.lstm_fb1.forget_bias",
+     ("model_kwargs", "lstm_fb1", "forget_bias")),
+    ("copy_memory.py:fb1", "cell_kwargs.forget_bias", ("cell_kwargs", "forget_bias")),  # replaces 1.0
+]
+
+
+@pytest.mark.parametrize("config_file,override,where", _KWARGS_MAINS)
+def test_kwargs_fields_take_overrides_field_by_field(monkeypatch, config_file, override, where):
+    """--config.cell_kwargs.forget_bias=2.0 through absl's parser, as each main defines --config."""
+    from absl import flags
+    from experiments import _entry
+
+    argv = ["prog", f"--config={REPO}/experiments/configs/{config_file}", f"--config.{override}=2.0",
+            "--config.task.kwargs.nosuch=3" if config_file == "adding.py" else "--config.seed=5"]
+    monkeypatch.setattr(sys, "argv", argv)
+    fv = flags.FlagValues()
+    holder = _entry.define_config(f"{REPO}/experiments/configs/adding.py", flag_values=fv)
+    fv(argv)
+    node = holder.value
+    for key in where:
+        node = node[key]
+    assert node == 2.0 and isinstance(node, float)
+    with pytest.raises(AttributeError):  # still locked: a misspelt field is refused
+        holder.value.hiden_size = 3
+    if config_file == "adding.py":  # task.kwargs is open too
+        assert holder.value.task.kwargs.nosuch == 3
+
+
+def test_a_misspelt_field_is_still_refused_inside_and_outside_kwargs(monkeypatch):
+    from absl import flags
+    from experiments import _entry
+
+    argv = ["prog", "--config.cel_kwargs.forget_bias=2.0"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises((AttributeError, KeyError), match="cel_kwargs"):
+        _entry.define_config(f"{REPO}/experiments/configs/adding.py", flag_values=flags.FlagValues())
+
+
+def test_help_lists_config_workdir_and_fields_with_defaults():
+    proc = run_cli("experiments.train", "--config=experiments/configs/copy_memory.py:fb1", "--help")
+    assert proc.returncode == 1 and not proc.stderr, proc.stderr[-2000:]  # absl's --help exit code
+    out = proc.stdout
+    assert "--config:" in out and "--workdir:" in out and "--num_processes:" in out
+    assert "The fields of experiments/configs/copy_memory.py:fb1 and their defaults:" in out
+    for line in ("config.hidden_size = 128", "config.optimizer.name = 'adam'",
+                 "config.cell_kwargs.forget_bias = 1.0", "config.task.kwargs = {}  (open:"):
+        assert line in out, line
+    # The usage line keeps its backslash continuation (no run of spaces where it was).
+    assert "--workdir=/tmp/adding \\\n        [--config.hidden_size=64" in out
+
+
+def test_usage_docstrings_keep_their_backslash_continuations():
+    import ast
+    import glob
+
+    for path in glob.glob(os.path.join(REPO, "experiments", "**", "*.py"), recursive=True):
+        with open(path) as f:
+            src = f.read()
+        doc = ast.get_docstring(ast.parse(src), clean=False) or ""
+        if "\\\n" in src.split('"""')[1] if '"""' in src else False:
+            assert "\\\n" in doc, f"{path}: make the docstring raw (r\"\"\"), or the shell's \\ is lost"

@@ -84,3 +84,87 @@ def test_gradient_lag_interrupt_then_resume_equals_uninterrupted(tmp_path, monke
     assert resumed["resumed_points"] == ["models_rnn"]
     for key in ("curves", "lags"):
         assert resumed[key] == json.loads(json.dumps(full[key])), key
+
+
+def _old_spelling(config):
+    """``config`` as a success-rate config.json was written before issue 18 renamed the
+    optimizer fields (flat ``optimizer``, ``learning_rate``, ... beside the others)."""
+    d = config.to_dict()
+    o, t = d.pop("optimizer"), d.pop("task")
+    d.update(optimizer=o["name"], learning_rate=o["learning_rate"], schedule=o["schedule"],
+             warmup_steps=o["warmup_steps"], clip_norm=o["clip_norm"], task=t["name"],
+             task_kwargs=t["kwargs"])
+    return json.loads(json.dumps(d))
+
+
+@pytest.mark.parametrize("with_run_json", [True, False])
+def test_a_workdir_written_under_the_old_field_names_still_resumes(tmp_path, with_run_json):
+    config = sr_configs.get_config("tiny")
+    config.task.kwargs = {"any_kwarg": 4}   # a renamed dict's contents move with it (no validation here)
+    old = _old_spelling(config)
+    assert old["task_kwargs"] == {"any_kwarg": 4} and old["task"] == "temporal_order_pascanu"
+    workdir = tmp_path / "old"
+    (workdir / "points").mkdir(parents=True)
+    (workdir / "config.json").write_text(json.dumps({"_study": "success_rate", **old}))
+    if with_run_json:
+        (workdir / "run.json").write_text(json.dumps({"experiment": "success_rate", "config": old}))
+    old_fp = resume.fingerprint(old)   # what the old claim returned, and the points carry
+    resume.save_point(str(workdir), "rnn_clip-off_T10", old_fp, {"num_success": 2})
+    fp = resume.claim(str(workdir), "success_rate", config)
+    assert fp == old_fp
+    assert resume.load_point(str(workdir), "rnn_clip-off_T10", fp) == {"num_success": 2}
+    # config.json keeps the spelling its points were written under; run.json is the current.
+    assert json.loads((workdir / "config.json").read_text())["learning_rate"] == 1e-3
+    assert json.loads((workdir / "run.json").read_text())["config"]["optimizer"]["name"] == "adam"
+    # A real difference is still a difference, named under the new name.
+    other = sr_configs.get_config("tiny")
+    other.optimizer.learning_rate = 0.5
+    with pytest.raises(ValueError, match=r"optimizer\.learning_rate: workdir=0\.001, now=0\.5"):
+        resume.claim(str(workdir), "success_rate", other)
+
+
+def test_a_config_under_the_old_field_names_is_refused_naming_the_rename():
+    config = sr_configs.get_config("tiny")
+    del config["optimizer"]
+    del config["task"]
+    config.update({"optimizer": "sgd", "learning_rate": 0.01, "task": "adding",
+                   "task_kwargs": {}})
+    with pytest.raises(ValueError, match=r"config\.task -> config\.task\.name, config\.task_kwargs "
+                                         r"-> config\.task\.kwargs, config\.optimizer -> "
+                                         r"config\.optimizer\.name, config\.learning_rate -> "
+                                         r"config\.optimizer\.learning_rate"):
+        success_rate.validate(config)
+    from experiments import _cli
+    assert "config.task_kwargs.n was renamed config.task.kwargs.n" in _cli._renamed_override(
+        ["prog", "--config.task_kwargs.n=3"])
+    assert _cli._renamed_override(["prog", "--config.optimizer.name=sgd",
+                                   "--config.task.name=adding"]) is None
+    gl = gl_configs.get_config()
+    del gl["optimizer"]
+    gl.clip_norm = 1.0
+    with pytest.raises(ValueError, match=r"config\.clip_norm -> config\.optimizer\.clip_norm"):
+        gradient_lag.validate(gl)
+
+
+def test_one_claim_writes_run_json_and_config_json_and_a_failed_start_leaves_nothing(tmp_path):
+    config = gl_configs.get_config("radius")
+    workdir = tmp_path / "gl"
+    fp = resume.claim(str(workdir), "gradient_lag", config)
+    run = json.loads((workdir / "run.json").read_text())
+    saved = json.loads((workdir / "config.json").read_text())
+    assert run["experiment"] == saved.pop("_study") == "gradient_lag"
+    assert run["config"] == saved and fp == resume.fingerprint(saved)
+    assert not (workdir / "run.lock").exists()   # released
+    # A study that fails inside its claim before writing a point leaves no workdir behind.
+    from rnn_jax.train import workdir as workdir_lib
+
+    @resume.claims("gradient_lag", validate=lambda c: None)
+    def fails(config, workdir):
+        assert os.path.exists(os.path.join(workdir, "config.json"))
+        raise _Interrupt
+    with pytest.raises(_Interrupt):
+        fails(config, str(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ValueError, match="reserved"):
+        with workdir_lib.claim(str(tmp_path / "x"), "s", {"_study": 1}, config_file=True):
+            pass

@@ -34,7 +34,7 @@ def test_tiny_study_end_to_end(tiny_run):
             for t in config.seq_lens}
     assert {(p["cell"], p["clip"], p["seq_len"]) for p in res["points"]} == grid
     assert len(res["points"]) == len(grid)
-    task = tasks.get(config.task)
+    task = tasks.get(config.task.name)
     for p in res["points"]:
         assert isinstance(p["cell"], str) and isinstance(p["clip"], bool)
         assert isinstance(p["seq_len"], int) and isinstance(p["num_seeds"], int)
@@ -135,10 +135,10 @@ def _bad(field, value):
     ("seq_lens", (), "config.seq_lens"),
     ("clip", (1, 0), "config.clip"),
     ("clip_norm", 0.0, "config.clip_norm"),
-    ("task", "addition", "config.task"),
+    ("task.name", "addition", "config.task.name"),
     ("eval_batch", 0, "config.eval_batch"),
     ("num_seeds", 0, "num_seeds"),
-    ("optimizer", "adagrad", "optimizer.name"),
+    ("optimizer.name", "adagrad", "optimizer.name"),
     ("seq_lens", (5,), "seq_len=5"),          # below Pascanu's minimum T = 10
 ])
 def test_bad_config_raises_before_writing(tmp_path, field, value, match):

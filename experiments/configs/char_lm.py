@@ -1,4 +1,4 @@
-"""Character-level language model on Python's bundled documentation (pydoc_data.topics).
+r"""Character-level language model on Python's bundled documentation (pydoc_data.topics).
 
     python -m experiments.char_lm --workdir=/tmp/char_lm_lstm                        # LSTM
     python -m experiments.char_lm --config=experiments/configs/char_lm.py:gru --workdir=/tmp/char_lm_gru

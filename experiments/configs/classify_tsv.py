@@ -1,4 +1,4 @@
-"""BiLSTM + attention classifier for your own text: a text<TAB>label file (e.g. sentiment).
+r"""BiLSTM + attention classifier for your own text: a text<TAB>label file (e.g. sentiment).
 
     python -m experiments.classify --config=experiments/configs/classify_tsv.py \
         --config.data.path=train.tsv [--config.data.test_path=test.tsv] \

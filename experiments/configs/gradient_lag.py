@@ -1,4 +1,4 @@
-"""Configs of the gradient-versus-lag study (experiments/gradient_lag.py).
+r"""Configs of the gradient-versus-lag study (experiments/gradient_lag.py).
 
     python -m experiments.gradient_lag --workdir=/tmp/gradient_lag
     python -m experiments.gradient_lag --config=experiments/configs/gradient_lag.py:radius \
@@ -62,7 +62,8 @@ def get_config(variant: str = "models") -> ml_collections.ConfigDict:
                          f"(--config=experiments/configs/gradient_lag.py:<variant>), got {variant!r}")
     c = ml_collections.ConfigDict()
     c.variant = variant
-    c.task = "adding"              # rnn_jax.tasks name; its inputs drive the cells
+    c.task = ml_collections.ConfigDict()
+    c.task.name = "adding"         # rnn_jax.tasks name; its inputs drive the cells
     c.seq_len = 100                # the task's T (1997 adding: lengths in [T, 1.1T])
     c.hidden_size = 64
     c.num_seeds = 3                # seeds run as one vmapped program
@@ -74,8 +75,7 @@ def get_config(variant: str = "models") -> ml_collections.ConfigDict:
         c.model_kwargs = ml_collections.ConfigDict(MODERN_KWARGS)
         c.measure_at = (0, 100, 1000)
         c.train_batch = 16
-        c.learning_rate = 3e-3
-        c.clip_norm = 1.0
+        c.optimizer = ml_collections.ConfigDict({"learning_rate": 3e-3, "clip_norm": 1.0})
         if variant == "modern_long":
             c.seq_len = 1000
             c.num_seeds = 2
@@ -85,10 +85,13 @@ def get_config(variant: str = "models") -> ml_collections.ConfigDict:
     elif variant == "models":
         # Comma-separated names from experiments.gradient_lag.MODELS.
         c.models = "rnn,lstm_fb0,lstm_fb1,lstm_chrono,gru"
+        # Per model, cell kwargs over MODELS' own, e.g. --config.model_kwargs.lstm_fb1.forget_bias=2.0
+        c.model_kwargs = ml_collections.ConfigDict()
         c.measure_at = (0, 100, 1000)  # training steps at which to measure; 0 = init
         c.train_batch = 16
-        c.learning_rate = 3e-3     # Adam
-        c.clip_norm = 1.0          # global-norm clipping (Pascanu et al. 2013)
+        c.optimizer = ml_collections.ConfigDict()   # Adam; fields as in experiments.train
+        c.optimizer.learning_rate = 3e-3
+        c.optimizer.clip_norm = 1.0    # global-norm clipping (Pascanu et al. 2013)
     else:
         c.seq_len = 60             # keeps the linear radius-1.5 RNN's loss inside float32
         c.radii = (0.5, 0.9, 1.0, 1.1, 1.5)

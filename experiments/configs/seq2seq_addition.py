@@ -1,4 +1,4 @@
-"""Integer addition as text ("123+45" -> "168"): BiLSTM encoder, LSTM decoder, additive attention.
+r"""Integer addition as text ("123+45" -> "168"): BiLSTM encoder, LSTM decoder, additive attention.
 
     python -m experiments.seq2seq --config=experiments/configs/seq2seq_addition.py --workdir=/tmp/s2s_add
     python -m experiments.seq2seq --config=experiments/configs/seq2seq_addition.py:noattn \

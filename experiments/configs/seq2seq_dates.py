@@ -1,4 +1,4 @@
-"""Date normalisation ("22 November 2026" -> "2026-11-22"): BiLSTM encoder, attentive LSTM decoder.
+r"""Date normalisation ("22 November 2026" -> "2026-11-22"): BiLSTM encoder, attentive LSTM decoder.
 
     python -m experiments.seq2seq --config=experiments/configs/seq2seq_dates.py --workdir=/tmp/s2s_dates
     python -m experiments.seq2seq --config=experiments/configs/seq2seq_dates.py:noattn \

@@ -1,4 +1,4 @@
-"""Configs of the success-rate study (experiments/success_rate.py).
+r"""Configs of the success-rate study (experiments/success_rate.py).
 
     python -m experiments.success_rate --workdir=/tmp/success_rate
     python -m experiments.success_rate --workdir=/tmp/success_rate_full \
@@ -37,7 +37,7 @@ Runtime 3383 s wall on the same machine. Expected: 0/4 at every point; cross-ent
 baseline from 0.95 (LRU, T=100) to ~3.6 (LSTM, T=1000, still above the memoryless solution).
 
 Pascanu et al. trained with plain SGD (lr 0.01, clip 1, batch 20, 50 hidden units, T
-50..200); for that setting add --config.optimizer=sgd --config.learning_rate=0.01
+50..200); for that setting add --config.optimizer.name=sgd --config.optimizer.learning_rate=0.01
 --config.batch_size=20 and expect far lower success within the default budget. With Adam
 (the default) clipping changes little: Adam already normalises the update size.
 """
@@ -67,19 +67,22 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
                          f"(--config=experiments/configs/success_rate.py:<variant>), got {variant!r}")
     c = ml_collections.ConfigDict()
     c.variant = variant
-    c.task = "temporal_order_pascanu"   # rnn_jax.tasks name with output_mode "last" or "all"
-    c.task_kwargs = ml_collections.ConfigDict()
+    c.task = ml_collections.ConfigDict()  # spelt as in experiments.train (task.name, task.kwargs)
+    c.task.name = "temporal_order_pascanu"   # rnn_jax.tasks name with output_mode "last" or "all"
+    c.task.kwargs = ml_collections.ConfigDict()
     c.seq_lens = (10, 20, 40, 80)       # the task's T, increasing
     c.cells = "rnn,lstm,gru"            # comma-separated subset of rnn_jax.models.CELLS
     c.clip = (False, True)              # clipping off / on, each a separate point
-    c.clip_norm = 1.0                   # global-norm threshold when clipping is on (Pascanu et al. 2013)
     # Constructor kwargs per cell (rnn_jax.cells.<cell>).
     c.cell_kwargs = ml_collections.ConfigDict({"rnn": {}, "lstm": {}, "gru": {}})
     c.hidden_size = 32
-    c.optimizer = "adam"                # rnn_jax.train.config.OPTIMIZERS
-    c.learning_rate = 1e-3
-    c.schedule = "constant"             # rnn_jax.train.config.SCHEDULES
-    c.warmup_steps = 0
+    # The training engine's optimizer fields, spelt as in experiments.train (optimizer.name, ...).
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adam"           # rnn_jax.train.config.OPTIMIZERS
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.schedule = "constant"   # rnn_jax.train.config.SCHEDULES
+    c.optimizer.warmup_steps = 0
+    c.optimizer.clip_norm = 1.0         # global-norm threshold of the clip-on points (Pascanu et al. 2013)
     c.batch_size = 32
     c.num_steps = 600                   # the fixed budget of updates
     c.num_seeds = 8                     # seeds per point, one vmapped program
@@ -93,13 +96,13 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.num_seeds = 16
         c.eval_batch = 500
     elif variant in ("modern", "modern_copy", "modern_tiny"):
-        c.task = "copy_memory" if variant == "modern_copy" else "adding_le"
+        c.task.name = "copy_memory" if variant == "modern_copy" else "adding_le"
         c.cells = ",".join(MODERN_CELL_KWARGS)
         c.cell_kwargs = ml_collections.ConfigDict(MODERN_CELL_KWARGS)
         c.seq_lens = (100, 300, 1000)
         c.clip = (True,)
         c.hidden_size = 32
-        c.learning_rate = 5e-3
+        c.optimizer.learning_rate = 5e-3
         c.batch_size = 16
         c.num_steps = 200
         c.num_seeds = 4

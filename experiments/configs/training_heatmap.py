@@ -21,7 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 32
     c.num_steps = 1500
     c.diagnostics_every = 25
-    c.learning_rate = 3e-3            # Adam, constant
-    c.clip_norm = 1.0                 # global-norm clipping (Pascanu et al. 2013)
+    c.optimizer = ml_collections.ConfigDict()  # Adam, constant; fields as in experiments.train
+    c.optimizer.learning_rate = 3e-3
+    c.optimizer.clip_norm = 1.0       # global-norm clipping (Pascanu et al. 2013)
     c.seed = 0
     return c

@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from rnn_jax import layers, models, ops
+from rnn_jax.data.tsv import bucket_width
 from rnn_jax.train import training
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import workdir as workdir_lib
@@ -359,7 +360,11 @@ def _train_and_evaluate(config, workdir: str) -> dict:
 
     def batch(step):
         idx = batch_indices(n_train, config.batch_size, config.seed, step)
-        return {k: v[idx] for k, v in data.train.items()}
+        b = {k: v[idx] for k, v in data.train.items()}
+        # Each batch runs as many steps as its longest sequence needs, in power-of-two
+        # buckets (one compiled program per bucket; rnn_jax.data.tsv.bucket_width).
+        width = bucket_width(int(b["lengths"].max()), b["inputs"].shape[1])
+        return {**b, "inputs": b["inputs"][:, :width]}
 
     def evaluate(params):
         logits, weights = predict(apply_jit, params, data.test, config.eval_batch_size)

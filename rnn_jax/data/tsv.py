@@ -120,9 +120,10 @@ def encode_padded(texts: Sequence[str], vocab: Vocab, mode: str,
                   max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(ids [N, T] int32, lengths [N] int32)``, right-padded with ``PAD_ID``.
 
-    ``T`` is the longest sequence, or ``max_len`` (longer texts are cut to their first
-    ``max_len`` tokens). A text with no tokens (e.g. only spaces, whitespace mode) is
-    one ``<unk>`` so that every sequence has length >= 1.
+    ``T`` is the longest sequence after cutting texts to their first ``max_len`` tokens:
+    ``max_len`` caps the width, it is not the width (a file whose longest text has 11
+    tokens gives T = 11, not 400). A text with no tokens (e.g. only spaces, whitespace
+    mode) is one ``<unk>`` so that every sequence has length >= 1.
     """
     seqs = []
     for text in texts:
@@ -133,11 +134,28 @@ def encode_padded(texts: Sequence[str], vocab: Vocab, mode: str,
             raise ValueError(f"max_len must be a positive int or None, got {max_len!r}")
         seqs = [s[:max_len] for s in seqs]
     lengths = np.asarray([len(s) for s in seqs], np.int32)
-    width = int(lengths.max()) if max_len is None else max_len
+    width = int(lengths.max()) if lengths.size else 1
     out = np.full((len(seqs), width), PAD_ID, np.int32)
     for i, s in enumerate(seqs):
         out[i, :len(s)] = s
     return out, lengths
+
+
+def bucket_width(longest: int, width: int, minimum: int = 8) -> int:
+    """The padded length of a batch whose longest sequence has ``longest`` steps.
+
+    The next power of two >= ``longest`` (at least ``minimum``), capped at ``width`` (the
+    dataset's padded width). Why buckets: ``jax.jit`` compiles one program per input
+    shape, so padding each batch to exactly its own longest sequence would compile up to
+    ``width`` programs (each a few seconds on a CPU); powers of two bound that to
+    ``log2(width / minimum) + 2`` programs, at the price of at most 2x padded steps
+    (rounding up to a multiple of 8 would waste at most 7 steps but could compile
+    ``width / 8`` programs, 50 for ``max_len = 400``).
+    """
+    if not (isinstance(longest, (int, np.integer)) and 1 <= longest <= width):
+        raise ValueError(f"longest must be an int in [1, width={width}], got {longest!r}")
+    bucket = max(int(minimum), 1 << (int(longest) - 1).bit_length())
+    return int(min(bucket, width))
 
 
 def split_examples(examples: Examples, test_fraction: float, seed: int = 0) -> tuple[Examples, Examples]:

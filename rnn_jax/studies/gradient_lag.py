@@ -52,7 +52,6 @@ from rnn_jax import cells, diagnostics, layers, models, plotting, tasks
 from rnn_jax.train import training
 from rnn_jax.studies import resume
 from rnn_jax.train import config as config_lib
-from rnn_jax.train import workdir as workdir_lib
 
 # name -> (legend label, cell, default cell kwargs). A string value is resolved against
 # the task's seq_len T: "T" -> T, "2^(1/T)" -> 2 ** (1 / T) (IndRNN's cap, Li et al. 2018).
@@ -128,22 +127,24 @@ def _model_names(config):
 
 def validate(config) -> None:
     """Raise ValueError naming the bad field; runs before anything compiles or is written."""
+    resume.refuse_renamed(config, "gradient_lag")
     if config.get("variant") not in ("models", "radius"):
         raise ValueError(f"config.variant must be 'models' or 'radius', got {config.get('variant')!r}")
-    if config.task not in tasks.names():
-        raise ValueError(f"config.task must be one of {tasks.names()}, got {config.task!r}")
+    if config.task.name not in tasks.names():
+        raise ValueError(f"config.task.name must be one of {tasks.names()}, got "
+                         f"{config.task.name!r}")
     for name in ("seq_len", "hidden_size", "num_seeds", "diag_batch"):
         _int_field(config, name)
     _int_field(config, "seed", minimum=0)
-    task = tasks.get(config.task)
+    task = tasks.get(config.task.name)
     try:
         jax.eval_shape(functools.partial(task.sample, batch_size=1, seq_len=config.seq_len),
                        jax.random.PRNGKey(0))
     except ValueError as e:
-        raise ValueError(f"config.seq_len={config.seq_len} is invalid for task {config.task!r}: {e}") from e
+        raise ValueError(f"config.seq_len={config.seq_len} is invalid for task {config.task.name!r}: {e}") from e
     if task.output_mode != "last":
-        raise ValueError(f"config.task must predict once per sequence (output_mode 'last'), "
-                         f"got {config.task!r} with {task.output_mode!r}")
+        raise ValueError(f"config.task.name must predict once per sequence (output_mode "
+                         f"'last'), got {config.task.name!r} with {task.output_mode!r}")
     if config.variant == "models":
         names = _model_names(config)
         over = config.get("model_kwargs", None) or {}
@@ -163,10 +164,12 @@ def validate(config) -> None:
                 or steps != sorted(set(steps))):
             raise ValueError(f"config.measure_at must be increasing ints >= 0, got {config.measure_at!r}")
         _int_field(config, "train_batch")
-        if not config.learning_rate > 0:
-            raise ValueError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
-        if not config.clip_norm >= 0:
-            raise ValueError(f"config.clip_norm must be >= 0, got {config.clip_norm!r}")
+        if not config.optimizer.learning_rate > 0:
+            raise ValueError(f"config.optimizer.learning_rate must be > 0, got "
+                             f"{config.optimizer.learning_rate!r}")
+        if not config.optimizer.clip_norm >= 0:
+            raise ValueError(f"config.optimizer.clip_norm must be >= 0, got "
+                             f"{config.optimizer.clip_norm!r}")
     else:
         if not config.radii or any(not r > 0 for r in config.radii):
             raise ValueError(f"config.radii must be positive numbers, got {config.radii!r}")
@@ -293,11 +296,11 @@ def _train_config(config, cell_name, cell_kwargs, total_steps):
     c.cell = cell_name
     c.hidden_size = config.hidden_size
     c.cell_kwargs = ml_collections.ConfigDict(cell_kwargs)
-    c.task.name = config.task
+    c.task.name = config.task.name
     c.task.seq_len = config.seq_len
     c.optimizer.name = "adam"
-    c.optimizer.learning_rate = config.learning_rate
-    c.optimizer.clip_norm = config.clip_norm
+    c.optimizer.learning_rate = config.optimizer.learning_rate
+    c.optimizer.clip_norm = config.optimizer.clip_norm
     c.batch_size = config.train_batch
     c.num_steps = max(total_steps, 1)
     c.num_seeds = config.num_seeds
@@ -329,7 +332,7 @@ def _stack_states(states):
 
 
 def _run_models(config, cached):
-    task = tasks.get(config.task)
+    task = tasks.get(config.task.name)
     T, S = config.seq_len, config.num_seeds
     steps = list(config.measure_at)
     chunk = functools.reduce(math.gcd, [b - a for a, b in zip([0] + steps, steps) if b > a], 0)
@@ -443,7 +446,7 @@ def _rnn_cell(hidden, activation, radius):
 
 
 def _run_radius(config, cached):
-    task = tasks.get(config.task)
+    task = tasks.get(config.task.name)
     T, H = config.seq_len, config.hidden_size
     batch = task.sample(jax.random.fold_in(jax.random.PRNGKey(config.seed), 10_000),
                         config.diag_batch, T)
@@ -578,7 +581,7 @@ def _jsonable(x):
     return x
 
 
-@workdir_lib.claims("gradient_lag", validate=validate)
+@resume.claims("gradient_lag", validate=validate)
 def run(config, workdir: str) -> dict:
     """Run the study described by ``config`` and write its outputs into ``workdir``.
 
@@ -587,7 +590,7 @@ def run(config, workdir: str) -> dict:
     if not workdir:
         raise ValueError("workdir must be a directory path, got an empty value")
     validate(config)
-    fprint = resume.claim(workdir, "gradient_lag", config)
+    fprint = resume.workdir_fingerprint(workdir)  # the claim is resume.claims above
     t0 = time.time()
     _log(f"variant {config.variant!r}, T={config.seq_len}, H={config.hidden_size}, "
          f"{config.num_seeds} seeds x {config.diag_batch} sequences -> {workdir}")

@@ -11,9 +11,12 @@ Layout of a study workdir::
     config.json          the study's config, plus "_study": <study name>
     points/<key>.json    one finished point: {"key", "fingerprint", "point"}
 
-:func:`claim` writes ``config.json`` on a new workdir and, on an existing one, refuses
-(ValueError, before anything is computed or written) a workdir that holds another
-experiment's run or the same study with another config, naming every differing field.
+A study claims its workdir once, with :func:`claims` (the one workdir claim,
+:func:`rnn_jax.train.workdir.claim`, with ``config_file=True``): the lock and run.json, and
+``config.json`` on a new workdir; on an existing one it refuses (before anything is
+computed or written) a workdir that holds another experiment's run or the same study with
+another config, naming every differing field. The points' fingerprint is that of the
+config in config.json (:func:`workdir_fingerprint`).
 :func:`save_point` writes atomically (a temporary file in the same directory, then
 ``os.replace``), so an interruption leaves either the whole point or nothing.
 :func:`load_point` checks the point's config fingerprint, so a point written under
@@ -22,7 +25,6 @@ another config is never silently reused.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -31,14 +33,9 @@ from collections.abc import Mapping
 
 from rnn_jax.train import workdir as workdir_lib
 
-STUDY_KEY = "_study"
+STUDY_KEY = workdir_lib.STUDY_KEY
 POINTS_DIR = "points"
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.=+-]+$")
-
-
-# One reading of a config and one field-by-field comparison for every workdir check.
-config_dict = workdir_lib.config_json
-differences = functools.partial(workdir_lib.config_differences, label="workdir")
 
 
 def fingerprint(cfg: Mapping) -> str:
@@ -58,44 +55,67 @@ def _write_json_atomic(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def claim(workdir: str, study: str, config) -> str:
-    """Make ``workdir`` this study's, or check that it already is; return the fingerprint.
+# Fields renamed by issue 18 so that every entry point spells the task and optimizer alike
+# (``task.name``, ``task.kwargs``, ``optimizer.name``, ``optimizer.learning_rate``, ... as in
+# experiments.train). A workdir
+# written under the old names still resumes (its config.json is read under the new names and
+# its fingerprint is that file's); a config that still uses them is refused, naming the rename.
+RENAMED = {
+    "success_rate": {"task": "task.name", "task_kwargs": "task.kwargs",
+                     "optimizer": "optimizer.name", "learning_rate": "optimizer.learning_rate",
+                     "schedule": "optimizer.schedule", "warmup_steps": "optimizer.warmup_steps",
+                     "clip_norm": "optimizer.clip_norm"},
+    "gradient_lag": {"task": "task.name", "learning_rate": "optimizer.learning_rate",
+                     "clip_norm": "optimizer.clip_norm"},
+    "training_heatmap": {"learning_rate": "optimizer.learning_rate",
+                         "clip_norm": "optimizer.clip_norm"},
+}
 
-    New (or empty) workdir: creates it and writes ``config.json``. Existing
-    ``config.json``: it must name the same study and hold the same config, else
-    ValueError naming the differing fields (nothing is written). Run :func:`claim`
-    after validating the config and before computing anything.
-    """
-    if not isinstance(workdir, str) or not workdir:
-        raise ValueError(f"workdir must be a non-empty directory path, got {workdir!r}")
-    current = config_dict(config)
-    if STUDY_KEY in current:
-        raise ValueError(f"config field {STUDY_KEY!r} is reserved for the study name")
+
+def refuse_renamed(config, study: str) -> None:
+    """ValueError naming every field of ``config`` that uses a name :data:`RENAMED` replaced."""
+    # "optimizer" -> "optimizer.name": the old field is the new one's parent, in use while it
+    # is not a dict; any other old field is in use when present.
+    old = [(o, n) for o, n in RENAMED.get(study, {}).items() if o in config
+           and not (n.startswith(o + ".") and hasattr(config[o], "keys"))]
+    if old:
+        raise ValueError(
+            "config uses field names that were renamed (issue 18): " + ", ".join(
+                f"config.{o} -> config.{n}" for o, n in old)
+            + f"; rename them in your config file or --config.<field> flags (see "
+            f"experiments/configs/{study}.py)")
+
+
+def claims(study: str, validate):
+    """The studies' claim: :func:`rnn_jax.train.workdir.claims` with the study layout
+    (config.json with ``"_study"``) and the renamed fields. Decorates ``run(config, workdir)``;
+    inside, :func:`workdir_fingerprint` gives the points' fingerprint."""
+    return workdir_lib.claims(study, validate=validate, config_file=True,
+                              renamed=RENAMED.get(study))
+
+
+def workdir_fingerprint(workdir: str) -> str:
+    """The fingerprint of the config in ``<workdir>/config.json`` (without ``"_study"``),
+    the config the workdir's points were written under."""
     path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                saved = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"workdir {workdir!r} holds an unreadable config.json ({e}); "
-                             "refusing to overwrite it: pick a new --workdir") from e
-        other = saved.get(STUDY_KEY) if isinstance(saved, dict) else None
-        if other != study:
-            what = f"the {other!r} study's run" if other else "another experiment's run"
-            raise ValueError(f"workdir {workdir!r} holds {what} (its config.json), not a "
-                             f"{study!r} study; refusing to overwrite it: pick a new --workdir")
-        saved = {k: v for k, v in saved.items() if k != STUDY_KEY}
-        diffs = differences(saved, current)
-        if diffs:
-            raise ValueError(
-                f"workdir {workdir!r} holds a {study!r} run with a different config; refusing "
-                "to resume or overwrite it (use a new --workdir, or the same config to resume). "
-                "Differences:\n  " + "\n  ".join(diffs))
-    else:
-        os.makedirs(workdir, exist_ok=True)
-        _write_json_atomic(path, {STUDY_KEY: study, **current})
-    os.makedirs(os.path.join(workdir, POINTS_DIR), exist_ok=True)
-    return fingerprint(current)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"workdir {workdir!r} holds an unreadable config.json ({e}); "
+                         "refusing to overwrite it: pick a new --workdir") from e
+    return fingerprint({k: v for k, v in saved.items() if k != STUDY_KEY})
+
+
+def claim(workdir: str, study: str, config) -> str:
+    """Claim ``workdir`` for ``study`` once, release it, and return the points' fingerprint:
+    the study claim of :func:`claims` as a plain call (for tools and tests; a running study
+    holds its claim through :func:`claims` instead). Refuses another experiment's workdir
+    or another config with :class:`rnn_jax.train.workdir.IncompatibleWorkdirError`."""
+    with workdir_lib.claim(workdir, study, config, config_file=True,
+                           renamed=RENAMED.get(study)):
+        os.makedirs(os.path.join(workdir, POINTS_DIR), exist_ok=True)
+        return workdir_fingerprint(workdir)
 
 
 def point_path(workdir: str, key: str) -> str:
@@ -107,6 +127,7 @@ def point_path(workdir: str, key: str) -> str:
 
 def save_point(workdir: str, key: str, fprint: str, point) -> None:
     """Write one finished point atomically (JSON; non-finite floats must already be None)."""
+    os.makedirs(os.path.join(workdir, POINTS_DIR), exist_ok=True)
     _write_json_atomic(point_path(workdir, key), {"key": key, "fingerprint": fprint, "point": point})
 
 

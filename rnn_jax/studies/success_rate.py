@@ -14,7 +14,7 @@ For every point ``(cell, clip, T)`` of ``config.cells x config.clip x config.seq
 
 1. a training config (``rnn_jax.train.config``) is built: the cell with
    ``config.cell_kwargs[cell]``, ``config.hidden_size``, the task at length T, the
-   optimizer, global-norm clipping at ``config.clip_norm`` when clip is on and none when
+   optimizer (``config.optimizer``), global-norm clipping at ``config.optimizer.clip_norm`` when clip is on and none when
    it is off, ``config.num_steps`` updates of ``config.batch_size`` sequences;
 2. ``config.num_seeds`` seeds train as ONE program,
    ``jax.jit(jax.vmap(rnn_jax.train.training.make_train(tc)))(keys)``;
@@ -57,7 +57,6 @@ from rnn_jax import models, plotting, tasks
 from rnn_jax.train import training
 from rnn_jax.studies import resume
 from rnn_jax.train import config as train_config_lib
-from rnn_jax.train import workdir as workdir_lib
 
 CLASSIC = ("rnn", "lstm", "gru")
 MODERN = ("lru", "min_gru", "min_lstm", "slstm", "indrnn")
@@ -100,16 +99,16 @@ def train_config(config, cell: str, clip: bool, seq_len: int) -> ml_collections.
     kwargs = {k: (_PLACEHOLDERS[v](seq_len) if isinstance(v, str) and v in _PLACEHOLDERS else v)
               for k, v in kwargs.items()}
     c.cell_kwargs = ml_collections.ConfigDict(kwargs)
-    c.task.name = config.task
+    c.task.name = config.task.name
     c.task.seq_len = seq_len
-    c.task.kwargs = ml_collections.ConfigDict(config.task_kwargs.to_dict())
+    c.task.kwargs = ml_collections.ConfigDict(config.task.kwargs.to_dict())
     c.task.eval_size = config.eval_size
-    c.optimizer.name = config.optimizer
-    c.optimizer.learning_rate = config.learning_rate
-    c.optimizer.schedule = config.schedule
-    c.optimizer.warmup_steps = config.warmup_steps
+    c.optimizer.name = config.optimizer.name
+    c.optimizer.learning_rate = config.optimizer.learning_rate
+    c.optimizer.schedule = config.optimizer.schedule
+    c.optimizer.warmup_steps = config.optimizer.warmup_steps
     c.optimizer.clip_mode = "global_norm"
-    c.optimizer.clip_norm = float(config.clip_norm) if clip else 0.0
+    c.optimizer.clip_norm = float(config.optimizer.clip_norm) if clip else 0.0
     c.batch_size = config.batch_size
     c.num_steps = config.num_steps
     c.num_seeds = config.num_seeds
@@ -124,15 +123,21 @@ def validate(config) -> None:
     Checks the study's own fields, then every point's training config with
     ``rnn_jax.train.config.validate`` (which traces shapes only, via ``jax.eval_shape``).
     """
-    required = ("task", "task_kwargs", "seq_lens", "cells", "clip", "clip_norm", "cell_kwargs",
-                "hidden_size", "optimizer", "learning_rate", "schedule", "warmup_steps",
+    resume.refuse_renamed(config, "success_rate")
+    required = ("task", "seq_lens", "cells", "clip", "cell_kwargs",
+                "hidden_size", "optimizer",
                 "batch_size", "num_steps", "num_seeds", "seed", "eval_size", "eval_batch")
     missing = [k for k in required if k not in config]
     if missing:
         raise ValueError(f"config is missing fields {missing}; start from "
                          "experiments/configs/success_rate.py")
-    if config.task not in tasks.names():
-        raise ValueError(f"config.task must be one of {tasks.names()}, got {config.task!r}")
+    missing = [f"task.{k}" for k in ("name", "kwargs") if k not in config.task]
+    if missing:
+        raise ValueError(f"config is missing fields {missing}; start from "
+                         "experiments/configs/success_rate.py")
+    if config.task.name not in tasks.names():
+        raise ValueError(f"config.task.name must be one of {tasks.names()}, got "
+                         f"{config.task.name!r}")
     names = cell_names(config)
     seq_lens = list(config.seq_lens) if isinstance(config.seq_lens, (list, tuple)) else None
     if (not seq_lens or any(not _is_int(t) or t < 1 for t in seq_lens)
@@ -142,11 +147,16 @@ def validate(config) -> None:
     clips = list(config.clip) if isinstance(config.clip, (list, tuple)) else None
     if not clips or any(not isinstance(v, bool) for v in clips) or len(set(clips)) != len(clips):
         raise ValueError(f"config.clip must be a non-empty tuple of distinct bools (False = no "
-                         f"clipping, True = clip at clip_norm), got {config.clip!r}")
-    cn = config.clip_norm
+                         f"clipping, True = clip at optimizer.clip_norm), got {config.clip!r}")
+    missing = [f"optimizer.{k}" for k in ("name", "learning_rate", "schedule", "warmup_steps",
+                                          "clip_norm") if k not in config.optimizer]
+    if missing:
+        raise ValueError(f"config is missing fields {missing}; start from "
+                         "experiments/configs/success_rate.py")
+    cn = config.optimizer.clip_norm
     if True in clips and not (isinstance(cn, (int, float)) and not isinstance(cn, bool)
                               and math.isfinite(cn) and cn > 0):
-        raise ValueError(f"config.clip_norm must be a finite number > 0 when config.clip holds "
+        raise ValueError(f"config.optimizer.clip_norm must be a finite number > 0 when config.clip holds "
                          f"True, got {cn!r}")
     unknown = [k for k in config.cell_kwargs if k not in CELLS]
     if unknown:
@@ -164,8 +174,8 @@ def validate(config) -> None:
                     # The engine names its own field; say which study field feeds it.
                     raise type(e)(f"invalid point (cell={cell!r}, clip={clip}, seq_len={seq_len}) "
                                   f"of the success-rate config: {e} (study fields map to "
-                                  "training fields: task -> task.name, seq_lens -> task.seq_len, "
-                                  "optimizer -> optimizer.name, others by the same name)") from e
+                                  "training fields: seq_lens -> task.seq_len, others by the "
+                                  "same name)") from e
 
 
 # ----------------------------------------------------------------------------- one point
@@ -339,7 +349,7 @@ def point_key(cell: str, clip: bool, seq_len: int) -> str:
     return f"{cell}_clip-{'on' if clip else 'off'}_T{int(seq_len)}"
 
 
-@workdir_lib.claims("success_rate", validate=validate)
+@resume.claims("success_rate", validate=validate)
 def run(config, workdir: str) -> dict:
     """Run the study described by ``config``; write its outputs into ``workdir``.
 
@@ -349,15 +359,15 @@ def run(config, workdir: str) -> dict:
         raise ValueError(f"workdir must be a non-empty directory path, got {workdir!r}")
     validate(config)
     names, clips, seq_lens = cell_names(config), list(config.clip), list(config.seq_lens)
-    task = tasks.get(config.task, **config.task_kwargs.to_dict())
-    fprint = resume.claim(workdir, "success_rate", config)
+    task = tasks.get(config.task.name, **config.task.kwargs.to_dict())
+    fprint = resume.workdir_fingerprint(workdir)  # the claim is resume.claims above
     # T-major: an interrupted run has every cell at the short lengths first.
     grid = [(cell, clip, t) for clip in clips for t in seq_lens for cell in names]
     eval_size = config.eval_size or task.eval_size
-    results = {"task": config.task, "metric_name": task.metric_name, "clip_norm": float(config.clip_norm),
+    results = {"task": config.task.name, "metric_name": task.metric_name, "clip_norm": float(config.optimizer.clip_norm),
                "num_steps": config.num_steps, "eval_size": eval_size, "seq_lens": seq_lens,
                "jax_backend": jax.default_backend(), "points": [], "complete": False}
-    _log(f"{config.task}: {len(grid)} points ({'/'.join(names)} x clip {clips} x T {seq_lens}), "
+    _log(f"{config.task.name}: {len(grid)} points ({'/'.join(names)} x clip {clips} x T {seq_lens}), "
          f"{config.num_seeds} seeds x {config.num_steps} steps each, success on {eval_size} "
          f"fresh sequences -> {workdir}")
     t0 = time.time()

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from rnn_jax import plotting
+from rnn_jax.studies import resume
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import loop, probes
 
@@ -49,8 +50,8 @@ def train_config(config, name):
     c.hidden_size = config.hidden_size
     c.task.name = "adding"
     c.task.seq_len = config.seq_len
-    c.optimizer.learning_rate = config.learning_rate
-    c.optimizer.clip_norm = config.clip_norm
+    c.optimizer.learning_rate = config.optimizer.learning_rate
+    c.optimizer.clip_norm = config.optimizer.clip_norm
     c.batch_size = config.batch_size
     c.num_steps = config.num_steps
     c.seed = config.seed
@@ -64,6 +65,7 @@ def train_config(config, name):
 
 
 def validate(config):
+    resume.refuse_renamed(config, "training_heatmap")
     names = config_lib.check_names(config, "models", MODELS)
     for field in ("seq_len", "hidden_size", "batch_size", "num_steps", "diagnostics_every"):
         config_lib.check_int(config, field)

@@ -23,6 +23,14 @@ which, before anything else is written:
    the same resolved config as config.json). A workdir holding ``checkpoints/`` but
    neither file is refused as unknown.
 3. writes run.json with the current config.
+4. for a study (``config_file=True``): writes ``<workdir>/config.json``, the config with
+   the study's name under ``"_study"`` (the studies' layout, :mod:`rnn_jax.studies.resume`),
+   once, when the workdir is new: its points' fingerprints are taken from that file, so it
+   is never rewritten. A study workdir written before run.json existed is recognised by
+   that field and compared field by field.
+
+``renamed`` (``{"old.field": "new.field"}``) reads a workdir written before a field was
+renamed under the new names, so such a run still resumes.
 
 With several JAX processes (multi-host), only process 0 takes the lock and writes
 run.json; every process runs the check.
@@ -41,6 +49,8 @@ from typing import Mapping, Sequence
 
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
+CONFIG_FILE = "config.json"
+STUDY_KEY = "_study"      # config.json of a study: the study's name beside its config fields
 
 
 class WorkdirInUseError(RuntimeError):
@@ -66,6 +76,24 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def _renamed_by(field: str, old: str, new: str) -> bool:
+    """Whether dotted ``field`` is ``old`` or, when ``old`` was a dict moved elsewhere, inside
+    it. (``task`` -> ``task.name``: the new ``task.name`` is not an old field.)"""
+    return field == old or (field.startswith(old + ".") and not new.startswith(old + "."))
+
+
+def apply_renames(saved: Mapping, renamed: Mapping[str, str] | None) -> dict:
+    """``saved`` flattened to dotted fields, with each ``old`` field (or ``old.<sub>``, for a
+    renamed dict) moved to ``renamed[old]`` (``renamed[old].<sub>``)."""
+    flat = _flatten(saved)
+    for old, new in (renamed or {}).items():
+        for field in [f for f in flat if _renamed_by(f, old, new)]:
+            target = new + field[len(old):]
+            if target not in flat:
+                flat[target] = flat.pop(field)
+    return flat
 
 
 def config_differences(saved: Mapping, current: Mapping, resumable: Sequence[str] = (), *,
@@ -142,13 +170,19 @@ class _Lock:
 
 # ----------------------------------------------------------------------------- the check
 
-def check(workdir: str, experiment: str, config, resumable: Sequence[str] = ()) -> None:
+def check(workdir: str, experiment: str, config, resumable: Sequence[str] = (), *,
+          renamed: Mapping[str, str] | None = None) -> None:
     """Raise :class:`IncompatibleWorkdirError` unless ``workdir`` is new or holds a run of
-    ``experiment`` with ``config`` (up to the ``resumable`` fields). Writes nothing."""
+    ``experiment`` with ``config`` (up to the ``resumable`` fields; a saved field in
+    ``renamed`` is compared under its new name). Writes nothing."""
     where = os.path.abspath(workdir)
     current = config_json(config)
+    # Only a field that the current config no longer has was renamed for it.
+    flat_current = _flatten(current)
+    renamed = {o: n for o, n in (renamed or {}).items()
+               if not any(_renamed_by(f, o, n) for f in flat_current)}
     run_file = os.path.join(workdir, RUN_FILE)
-    legacy = os.path.join(workdir, "config.json")
+    legacy = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(run_file):
         try:
             with open(run_file, encoding="utf-8") as f:
@@ -162,7 +196,8 @@ def check(workdir: str, experiment: str, config, resumable: Sequence[str] = ()) 
             raise IncompatibleWorkdirError(
                 f"workdir {where} holds a run of experiment {saved_experiment!r} ({run_file}), "
                 f"not {experiment!r}; refusing to overwrite it. Use a new --workdir")
-        diffs = config_differences(saved_config, current, resumable, label="workdir")
+        diffs = config_differences(apply_renames(saved_config, renamed), current, resumable,
+                                   label="workdir")
         source = RUN_FILE
     elif os.path.exists(legacy):
         try:
@@ -181,9 +216,13 @@ def check(workdir: str, experiment: str, config, resumable: Sequence[str] = ()) 
                 f"config.json), not {experiment!r}; refusing to overwrite it. Use a new --workdir")
         # config.json holds the resolved config (e.g. the cosine schedule's length pinned
         # to num_steps): runs that resume leave the field-by-field check to their
-        # checkpoints, which store the resolved config too.
+        # checkpoints, which store the resolved config too. A study's config.json holds
+        # exactly its config (plus its name): every field is compared.
+        study = STUDY_KEY in saved_config
+        saved_config = apply_renames(
+            {k: v for k, v in saved_config.items() if k != STUDY_KEY}, renamed)
         diffs = [] if resumable else config_differences(
-            saved_config, current, resumable, label="workdir", ignore_saved_only=True)
+            saved_config, current, resumable, label="workdir", ignore_saved_only=not study)
         source = "config.json"
     elif os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise IncompatibleWorkdirError(
@@ -204,6 +243,8 @@ def check(workdir: str, experiment: str, config, resumable: Sequence[str] = ()) 
 def _infer_experiment(saved: Mapping) -> str:
     """The experiment that wrote a config.json without run.json: its ``experiment`` field
     (the applications), else recognised by the fields only it has."""
+    if STUDY_KEY in saved:
+        return str(saved[STUDY_KEY])
     if "experiment" in saved:
         return str(saved["experiment"])
     if "seq_lens" in saved:
@@ -220,39 +261,59 @@ def _is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def _write_json(path: str, obj, **kwargs) -> None:
+    # A temporary file in the same directory, then os.replace: all of it or nothing.
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(obj, f, **kwargs)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
 @contextlib.contextmanager
-def claim(workdir: str, experiment: str, config, *, resumable: Sequence[str] = ()):
+def claim(workdir: str, experiment: str, config, *, resumable: Sequence[str] = (),
+          config_file: bool = False, renamed: Mapping[str, str] | None = None):
     """Hold ``workdir`` for one run of ``experiment`` with ``config`` (module docstring).
 
     Creates ``workdir`` if needed; raises :class:`WorkdirInUseError` or
-    :class:`IncompatibleWorkdirError` before writing anything else.
+    :class:`IncompatibleWorkdirError` before writing anything else. ``config_file``: a
+    study's claim, which also writes ``config.json`` with ``"_study": experiment``.
+    ``renamed``: fields renamed since older workdirs were written (old -> new).
     """
     if not isinstance(workdir, (str, os.PathLike)) or not os.fspath(workdir):
         raise ValueError(f"workdir must be a non-empty directory path, got {workdir!r}")
     workdir = os.fspath(workdir)
+    current = config_json(config)
+    if config_file and STUDY_KEY in current:
+        raise ValueError(f"config field {STUDY_KEY!r} is reserved for the study name")
     if not _is_main_process():
-        check(workdir, experiment, config, resumable)
+        check(workdir, experiment, config, resumable, renamed=renamed)
         yield workdir
         return
     created = not os.path.exists(workdir)
     os.makedirs(workdir, exist_ok=True)
     run_file = os.path.join(workdir, RUN_FILE)
+    config_path = os.path.join(workdir, CONFIG_FILE)
     had_run_file = os.path.exists(run_file)
+    had_config = os.path.exists(config_path)
     lock = _Lock(workdir)
     try:
-        check(workdir, experiment, config, resumable)
-        record = {"experiment": experiment, "config": config_json(config)}
-        with open(run_file + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(run_file + ".tmp", run_file)
+        check(workdir, experiment, config, resumable, renamed=renamed)
+        _write_json(run_file, {"experiment": experiment, "config": current}, indent=2,
+                    sort_keys=True)
+        if config_file and not had_config:
+            _write_json(config_path, {STUDY_KEY: experiment, **current}, indent=1,
+                        allow_nan=False)
         yield workdir
     except BaseException:
         # A run that failed before writing anything of its own (bad data, a refused
         # checkpoint) leaves the workdir as it found it.
-        if not had_run_file and set(os.listdir(workdir)) <= {RUN_FILE, LOCK_FILE}:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(run_file)
+        ours = {RUN_FILE, LOCK_FILE} | ({CONFIG_FILE} if config_file and not had_config else set())
+        if not had_run_file and set(os.listdir(workdir)) <= ours:
+            for path in (run_file, config_path) if config_file and not had_config else (run_file,):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
             lock.release()
             if created:
                 with contextlib.suppress(OSError):
@@ -262,7 +323,8 @@ def claim(workdir: str, experiment: str, config, *, resumable: Sequence[str] = (
         lock.release()
 
 
-def claims(experiment: str, *, validate=None, resolve=None, resumable: Sequence[str] = ()):
+def claims(experiment: str, *, validate=None, resolve=None, resumable: Sequence[str] = (),
+           config_file: bool = False, renamed: Mapping[str, str] | None = None):
     """Decorator form of :func:`claim` for ``fn(config, workdir, ...)``: validates the
     config first (``validate(config)``, so a bad config writes nothing), then claims the
     workdir for ``resolve(config)`` (default: the config as given) around the call."""
@@ -272,7 +334,8 @@ def claims(experiment: str, *, validate=None, resolve=None, resumable: Sequence[
             if validate is not None:
                 validate(config)
             resolved = resolve(config) if resolve is not None else config
-            with claim(workdir, experiment, resolved, resumable=resumable):
+            with claim(workdir, experiment, resolved, resumable=resumable,
+                       config_file=config_file, renamed=renamed):
                 return fn(config, workdir, *args, **kwargs)
         return run
     return wrap

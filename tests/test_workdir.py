@@ -183,3 +183,16 @@ def test_lock_of_a_live_process_blocks_and_a_crashed_one_does_not(tmp_path):
         with open(os.path.join(workdir, workdir_lib.LOCK_FILE)) as f:
             assert json.load(f)["pid"] == os.getpid()
     assert not os.path.exists(os.path.join(workdir, workdir_lib.LOCK_FILE))
+
+
+def test_a_field_added_later_reads_as_what_older_runs_did():
+    # `compute_dtype` is newer than many workdirs: absent in a saved config means float32.
+    saved = {"cell": "lstm", "optimizer": {"name": "adam"}}
+    same = dict(saved, compute_dtype="float32")
+    assert workdir_lib.config_differences(saved, same) == []
+    other = dict(saved, compute_dtype="bfloat16")
+    assert workdir_lib.config_differences(saved, other) == [
+        "compute_dtype: checkpoint='float32', now='bfloat16'"]
+    # Any other missing field is still a difference.
+    assert workdir_lib.config_differences(saved, dict(same, hidden_size=8)) == [
+        "hidden_size: checkpoint='<absent>', now=8"]

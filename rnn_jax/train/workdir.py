@@ -45,7 +45,7 @@ import json
 import os
 import socket
 import time
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
@@ -96,6 +96,13 @@ def apply_renames(saved: Mapping, renamed: Mapping[str, str] | None) -> dict:
     return flat
 
 
+# Fields added to the configs after runs were written without them, each with the value that
+# does what those runs did. A saved config that lacks such a field reads as that value, so
+# a new option does not strand every earlier workdir and checkpoint; a run that sets the
+# field to anything else is still refused.
+ADDED_FIELDS: Mapping[str, Any] = {"compute_dtype": "float32"}
+
+
 def config_differences(saved: Mapping, current: Mapping, resumable: Sequence[str] = (), *,
                        label: str = "checkpoint", ignore_saved_only: bool = False) -> list[str]:
     """``"field: <label>=a, now=b"`` for each (dotted) field that differs, except those in
@@ -106,7 +113,8 @@ def config_differences(saved: Mapping, current: Mapping, resumable: Sequence[str
     for field in sorted(set(a) | set(b)):
         if field in resumable or (ignore_saved_only and field not in b):
             continue
-        va, vb = a.get(field, "<absent>"), b.get(field, "<absent>")
+        va = a.get(field, ADDED_FIELDS.get(field, "<absent>"))
+        vb = b.get(field, "<absent>")
         if va != vb:
             out.append(f"{field}: {label}={va!r}, now={vb!r}")
     return out

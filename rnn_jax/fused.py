@@ -59,26 +59,6 @@ def _rows(a):
     return a.reshape((-1, a.shape[-1]))
 
 
-@jax.custom_batching.custom_vmap
-def _mm_tn(a, b):
-    """``a^T @ b`` summed over all leading axes: ``[..., M], [..., N] -> [M, N]``."""
-    return _rows(a).T @ _rows(b)
-
-
-@_mm_tn.def_vmap
-def _mm_tn_per_example(n, in_batched, a, b):
-    # vmap(grad(...)) needs one weight gradient per example, and grad(vmap(...)) gets
-    # them too before JAX sums them. JAX's own batching of the product above gave a
-    # batched dot that XLA:CPU ran 4-13x slower than this explicit form with the
-    # contraction axis last on the left (s1 shapes, 32 x [128, 100] @ [100, 512]:
-    # 81-86 ms against 6.5 ms).
-    a, b = (x if bt else jnp.broadcast_to(x[None], (n,) + x.shape)
-            for x, bt in zip((a, b), in_batched))
-    a2 = jnp.swapaxes(a.reshape((n, -1, a.shape[-1])), 1, 2)       # [n, M, R]
-    b2 = b.reshape((n, -1, b.shape[-1]))                             # [n, R, N]
-    return jax.lax.dot_general(a2, b2, (((2,), (1,)), ((0,), (0,)))), True
-
-
 def _blend(m, new, old):
     """``new`` where the step is valid (``m``: bool ``[B, 1]``), else ``old``."""
     # where, not m*new + (1-m)*old: an inf produced at a padded step must not become NaN.
@@ -99,9 +79,9 @@ def _h_prev(h0, ys, init_h=None, resets=None):
     return hp if resets is None else jnp.where(resets, init_h[None], hp)
 
 
-def _dxs(w_x, dzx):
-    """Input gradient ``dZ @ W_x^T`` for every row at once."""
-    return (_rows(dzx) @ w_x.T).reshape(dzx.shape[:-1] + (w_x.shape[0],))
+def _row_sum(a):
+    """``a`` summed over every axis but the last (a bias gradient)."""
+    return jnp.sum(_rows(a), axis=0)
 
 
 def _forward_scan(body, carry, init, seq, mask, resets, unroll):
@@ -244,53 +224,85 @@ def _over_examples(fn, in_axes, out_axes):
 
 
 @functools.lru_cache(maxsize=None)
-def _sequence_fn(kind, cfg, unroll, with_c):
-    """The custom-VJP whole-sequence function ``(params, carry, init, xs, mask, resets)
-    -> (final_carry, outs)`` for one cell variant, where ``outs`` is ``(ys,)`` or
+def _sequence_fn(kind, variant, unroll, with_c):
+    """The differentiable whole-sequence function ``(params, carry, init, xs, mask,
+    resets) -> (final_carry, outs)`` for one cell variant, where ``outs`` is ``(ys,)`` or
     ``(ys, cs)``. ``mask``/``resets`` are bool ``[T, B, 1]`` or None; ``init`` is the
-    carry a reset returns to (None without resets)."""
-    fwd_impl, bwd_impl = _IMPL[kind]
-    seq_in = (None, _CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS)
+    carry a reset returns to (None without resets).
 
-    def primal(params, carry, init, xs, mask, resets):
-        return fwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, False, with_c)
+    Three pieces, so that the weight gradients of a vmapped call are one contraction
+    over every example's rows:
+
+    1. the forward scan runs on stop-gradient inputs: it is never differentiated, it
+       saves the derivative factors itself;
+    2. the weight taps ``xs @ W_x`` and ``H_prev @ W_h`` (``H_prev`` a constant) are
+       ordinary JAX products whose values nobody reads (XLA drops them) but whose
+       transposes give ``dW_x = X^T dZ``, ``dW_h = H_prev^T dZ`` and ``dxs = dZ W_x^T``;
+    3. ``attach``, a ``jax.custom_vjp`` that returns the forward scan's outputs and whose
+       backward runs the backward scan and hands ``dZ`` to the taps.
+
+    Why the taps: under ``grad(vmap(f))`` JAX sums a custom VJP's cotangent for an
+    unbatched input (the weights) over the examples with a reduce over the leading
+    axis, and XLA:CPU runs that reduce up to 60x slower than a matmul (BUILD_NOTES,
+    issue 11). A tap is a plain ``dot_general``: vmapped before it is transposed (the
+    ``grad(vmap)`` order), the examples fold into its rows and ``dW`` is one matmul
+    over all of them; transposed before it is vmapped (``vmap(grad)``, per-example
+    gradients), it is one product per example. JAX picks the right one, so no rule has
+    to guess which the caller wants.
+    """
+    forward_scan, backward_scan = _SCANS[kind]
+    weight_taps, tap_cotangents = _TAPS[kind]
+    example_axes = (None, _CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS)
 
     def forward(params, carry, init, xs, mask, resets):
-        return fwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, True, with_c)
+        return forward_scan(variant, unroll, params, carry, init, xs, mask, resets, True,
+                            with_c)
 
-    def backward(params, carry, init, xs, mask, resets, outs, res, cts):
-        dcarry, douts = cts
+    def backward(params, mask, resets, outs, factors, cotangents):
+        dcarry, douts = cotangents
         douts = tuple(_zero_padded(mask, d) for d in douts)  # padded outputs are constants
-        return bwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, outs, res,
-                        dcarry, douts)
+        return backward_scan(variant, unroll, params, mask, resets, outs, factors, dcarry,
+                             douts)
 
-    primal_v = _over_examples(primal, seq_in, (_CARRY_AXIS, _TIME_AXIS))
-    forward_v = _over_examples(forward, seq_in, (_CARRY_AXIS, _TIME_AXIS, _TIME_AXIS))
-    # The backward scans run merged; the weight gradients are formed outside, from the
-    # per-example pre-activation gradients: under vmap(grad(...)) each example must get
-    # its own, and under grad(vmap(...)) JAX sums them.
-    backward_v = _over_examples(backward, seq_in + (_TIME_AXIS, _TIME_AXIS,
-                                                    (_CARRY_AXIS, _TIME_AXIS)),
-                                (_CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS))
+    # Under vmap over examples both scans run once on the merged batch.
+    forward_v = _over_examples(forward, example_axes, (_CARRY_AXIS, _TIME_AXIS, _TIME_AXIS))
+    backward_v = _over_examples(
+        backward, (None, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS,
+                   (_CARRY_AXIS, _TIME_AXIS)),
+        (_CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS))
 
-    f = jax.custom_vjp(primal_v)
+    @jax.custom_vjp
+    def attach(params, carry, init, mask, resets, computed, taps):
+        return computed[0], computed[1]
 
-    def f_fwd(params, carry, init, xs, mask, resets):
-        carry_T, outs, res = forward_v(params, carry, init, xs, mask, resets)
-        return (carry_T, outs), (params, carry, init, xs, mask, resets, outs, res)
+    def attach_fwd(params, carry, init, mask, resets, computed, taps):
+        carry_T, outs, factors = computed
+        return (carry_T, outs), (params, mask, resets, outs, factors)
 
-    def f_bwd(saved, cts):
-        dcarry0, dinit, dxs, weight_inputs = backward_v(*saved, cts)
-        params = saved[0]
-        dparams = _WEIGHT_GRADS[kind](cfg, params, weight_inputs)
-        # Leaves the cell never reads (a user may keep extra entries in its params dict)
-        # get zero gradients, so the cotangent has the params' structure.
-        dparams = {k: dparams[k] if k in dparams else jnp.zeros_like(v)
-                   for k, v in params.items()}
-        return dparams, dcarry0, dinit, dxs, None, None
+    def attach_bwd(saved, cotangents):
+        params, mask, resets, outs, factors = saved
+        dcarry0, dinit, dz = backward_v(params, mask, resets, outs, factors, cotangents)
+        tap_cts, bias_grads = tap_cotangents(variant, dz, factors)
+        # None is a zero cotangent: the weights get theirs through the taps, and leaves the
+        # cell never reads (a user may keep extra entries in its params dict) get none.
+        # The biases are small ([G*H]), so summing them per example costs nothing.
+        dparams = {k: bias_grads.get(k) for k in params}
+        # `computed` is a stop-gradient value: no cotangent.
+        return dparams, dcarry0, dinit, None, None, None, tap_cts
 
-    f.defvjp(f_fwd, f_bwd)
-    return f
+    attach.defvjp(attach_fwd, attach_bwd)
+
+    def sequence(params, carry, init, xs, mask, resets):
+        frozen = jax.lax.stop_gradient
+        computed = forward_v(frozen(params), frozen(carry), frozen(init), frozen(xs), mask,
+                             resets)
+        h0, h_init = (carry[0], None if init is None else init[0]) if kind == "lstm" \
+            else (carry, init)
+        h_prev = frozen(_h_prev(h0, computed[1][0], h_init, resets))
+        taps = weight_taps(variant, params, xs, h_prev, computed[2])
+        return attach(params, carry, init, mask, resets, computed, taps)
+
+    return sequence
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -323,8 +335,7 @@ def _lstm_forward(gates, unroll, params, carry, init, xs, mask, resets, keep, wi
     return (carry_T, out) if not keep else (carry_T, out[0], out[1])
 
 
-def _lstm_backward(gates, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
-                   douts):
+def _lstm_backward(gates, unroll, params, mask, resets, outs, factors, dcarry, douts):
     w_hT = params["w_h"].T
     n = len(gates)
     has_f = "f" in gates
@@ -344,16 +355,17 @@ def _lstm_backward(gates, unroll, params, carry, init, xs, mask, resets, outs, r
         dc_prev = dc_tot if f is None else dc_tot * f
         return (_blend(m, dh_prev, dh), _blend(m, dc_prev, dc)), dz
 
-    seq = ((douts[0], douts[1] if with_c else None), res)
-    dcarry0, dinit, dz = _backward_scan(body, tuple(dcarry), seq, mask, resets, unroll)
-    h_prev = _h_prev(carry[0], outs[0], None if init is None else init[0], resets)
-    return dcarry0, dinit, _dxs(params["w_x"], dz), (xs, h_prev, dz)
+    seq = ((douts[0], douts[1] if with_c else None), factors)
+    return _backward_scan(body, tuple(dcarry), seq, mask, resets, unroll)
 
 
-def _dense_grads(cfg, params, weight_inputs):
-    """``W_x``, ``W_h`` and ``b`` gradients, each one matmul over all ``T * B`` rows."""
-    xs, h_prev, dz = weight_inputs
-    return {"w_x": _mm_tn(xs, dz), "w_h": _mm_tn(h_prev, dz), "b": jnp.sum(_rows(dz), axis=0)}
+def _dense_taps(variant, params, xs, h_prev, factors):
+    """LSTM and RNN: ``z = x W_x + h_prev W_h + b``, so one tap per weight."""
+    return xs @ params["w_x"], h_prev @ params["w_h"]
+
+
+def _dense_tap_cotangents(variant, dz, factors):
+    return (dz, dz), {"b": _row_sum(dz)}
 
 
 def lstm_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
@@ -395,8 +407,7 @@ def _rnn_forward(activation, unroll, params, carry, init, xs, mask, resets, keep
     return (h, out, ()) if keep else (h, out)
 
 
-def _rnn_backward(activation, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
-                  douts):
+def _rnn_backward(activation, unroll, params, mask, resets, outs, factors, dcarry, douts):
     w_hT = params["w_h"].T
     ys = outs[0]
     # f'(z) from the outputs, in one pass over the whole sequence: tanh' = 1 - h^2;
@@ -409,8 +420,7 @@ def _rnn_backward(activation, unroll, params, carry, init, xs, mask, resets, out
         dz = _zero_padded(m, dh * d_t)
         return _blend(m, dz @ w_hT, dh), dz
 
-    dh0, dinit, dz = _backward_scan(body, dcarry, (douts[0], d), mask, resets, unroll)
-    return dh0, dinit, _dxs(params["w_x"], dz), (xs, _h_prev(carry, ys, init, resets), dz)
+    return _backward_scan(body, dcarry, (douts[0], d), mask, resets, unroll)
 
 
 def rnn_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
@@ -462,8 +472,7 @@ def _gru_forward(reset_after, unroll, params, carry, init, xs, mask, resets, kee
     return (h, out) if not keep else (h, out[0], out[1])
 
 
-def _gru_backward(reset_after, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
-                  douts):
+def _gru_backward(reset_after, unroll, params, mask, resets, outs, factors, dcarry, douts):
     w_h = params["w_h"]
     H = w_h.shape[0]
     w_hT = w_h.T
@@ -484,24 +493,28 @@ def _gru_backward(reset_after, unroll, params, carry, init, xs, mask, resets, ou
             dh_prev = dh * z + d_rh * r + dzx[:, :2 * H] @ w_rzT
         return _blend(m, dh_prev, dh), dzx
 
-    dh0, dinit, dzx = _backward_scan(body, dcarry, (douts[0], res), mask, resets, unroll)
-    h_prev = _h_prev(carry, outs[0], init, resets)
-    return dh0, dinit, _dxs(params["w_x"], dzx), (xs, h_prev, dzx, res[2])
+    return _backward_scan(body, dcarry, (douts[0], factors), mask, resets, unroll)
 
 
-def _gru_weight_grads(reset_after, params, weight_inputs):
-    xs, h_prev, dzx, r = weight_inputs
-    H = h_prev.shape[-1]
-    out = {"w_x": _mm_tn(xs, dzx), "b": jnp.sum(_rows(dzx), axis=0)}
+def _gru_taps(reset_after, params, xs, h_prev, factors):
+    w_h = params["w_h"]
+    H = w_h.shape[0]
+    if reset_after:
+        # z_h = h_prev W_h for all three blocks; the n block's is scaled by r afterwards.
+        return xs @ params["w_x"], h_prev @ w_h
+    # The candidate reads (r * h_prev) W_hn, the r and z gates h_prev W_hrz.
+    r = factors[2]
+    return xs @ params["w_x"], h_prev @ w_h[:, :2 * H], (r * h_prev) @ w_h[:, 2 * H:]
+
+
+def _gru_tap_cotangents(reset_after, dzx, factors):
+    r = factors[2]
+    H = r.shape[-1]
     if reset_after:
         dz_hn = dzx[..., 2 * H:] * r
-        out["w_h"] = jnp.concatenate([_mm_tn(h_prev, dzx[..., :2 * H]), _mm_tn(h_prev, dz_hn)],
-                                     axis=-1)
-        out["b_hn"] = jnp.sum(_rows(dz_hn), axis=0)
-    else:
-        out["w_h"] = jnp.concatenate([_mm_tn(h_prev, dzx[..., :2 * H]),
-                                      _mm_tn(r * h_prev, dzx[..., 2 * H:])], axis=-1)
-    return out
+        dzh = jnp.concatenate([dzx[..., :2 * H], dz_hn], axis=-1)
+        return (dzx, dzh), {"b": _row_sum(dzx), "b_hn": _row_sum(dz_hn)}
+    return (dzx, dzx[..., :2 * H], dzx[..., 2 * H:]), {"b": _row_sum(dzx)}
 
 
 def gru_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
@@ -516,12 +529,18 @@ def gru_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, u
                 return_carries, reset_carry)
 
 
-_IMPL = {
+# Per cell kind: the forward and backward scans, and the weight taps with their
+# cotangents (see _sequence_fn).
+_SCANS = {
     "lstm": (_lstm_forward, _lstm_backward),
     "rnn": (_rnn_forward, _rnn_backward),
     "gru": (_gru_forward, _gru_backward),
 }
-_WEIGHT_GRADS = {"lstm": _dense_grads, "rnn": _dense_grads, "gru": _gru_weight_grads}
+_TAPS = {
+    "lstm": (_dense_taps, _dense_tap_cotangents),
+    "rnn": (_dense_taps, _dense_tap_cotangents),
+    "gru": (_gru_taps, _gru_tap_cotangents),
+}
 
 
 def for_cell(kind: str, **options):

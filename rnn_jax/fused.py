@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_jax import _scan
-from rnn_jax.gates import lstm_pointwise
+from rnn_jax.gates import gru_gates, lstm_pointwise
 
 LSTM_GATES = (("i", "f", "g", "o"), ("i", "g", "o"), ("f", "g", "o"))
 
@@ -59,7 +59,7 @@ def _rows(a):
     return a.reshape((-1, a.shape[-1]))
 
 
-def _blend(m, new, old):
+def _where_valid(m, new, old):
     """``new`` where the step is valid (``m``: bool ``[B, 1]``), else ``old``."""
     # where, not m*new + (1-m)*old: an inf produced at a padded step must not become NaN.
     return new if m is None else jnp.where(m, new, old)
@@ -113,9 +113,10 @@ def _backward_scan(body, dcarry, seq, mask, resets, unroll):
     return d0, acc, outs
 
 
-def _run(kind, cfg, unroll, params, carry, xs, lengths, resets, reverse, return_carries,
-         reset_carry):
-    """Flatten the batch, apply ``reverse``/``lengths``/``resets``, call the custom-VJP core."""
+def _fast_unroll(kind, variant, unroll, params, carry, xs, lengths, resets, reverse,
+                 return_carries, reset_carry):
+    """What every ``*_unroll`` below does: flatten the batch axes into one, put the
+    sequence in processing order (``reverse``, ``lengths``), then run ``_sequence_fn``."""
     T = xs.shape[0]
     batch = tuple(xs.shape[1:-1])
     B = math.prod(batch)
@@ -129,32 +130,34 @@ def _run(kind, cfg, unroll, params, carry, xs, lengths, resets, reverse, return_
         a = a.reshape(a.shape + (1,) * (1 + len(batch) - a.ndim))
         return jnp.broadcast_to(a, (T,) + batch).reshape((T, B, 1))
 
-    carry2 = flat_carry(carry)
-    xs2 = xs.reshape((T, B, xs.shape[-1]))
-    mask, lengths2 = None, None
+    carry0 = flat_carry(carry)
+    xs_flat = xs.reshape((T, B, xs.shape[-1]))
+    mask, flat_lengths = None, None
     if lengths is not None:
-        lengths2 = per_step(jnp.broadcast_to(lengths.reshape(lengths.shape + (1,) * (
+        flat_lengths = per_step(jnp.broadcast_to(lengths.reshape(lengths.shape + (1,) * (
             len(batch) - lengths.ndim)), batch)[None])[0, :, 0]
-        mask = _scan.valid_mask(lengths2, T)[..., None]  # [T, B, 1] bool
-    resets2 = None if resets is None else per_step(resets)
-    xs2, resets2 = _scan.to_processing_order(xs2, resets2, lengths2, reverse, T)
+        mask = _scan.valid_mask(flat_lengths, T)[..., None]  # [T, B, 1] bool
+    flat_resets = None if resets is None else per_step(resets)
+    xs_flat, flat_resets = _scan.to_processing_order(xs_flat, flat_resets, flat_lengths,
+                                                     reverse, T)
     if mask is not None:
         # Zeroed before the step, so NaN/Inf in the padding reach no value or gradient.
-        xs2 = jnp.where(mask, xs2, jnp.zeros_like(xs2))
-        if resets2 is not None:
-            resets2 = resets2 & mask
-    init2 = None if resets2 is None else flat_carry(carry if reset_carry is None else reset_carry)
+        xs_flat = jnp.where(mask, xs_flat, jnp.zeros_like(xs_flat))
+        if flat_resets is not None:
+            flat_resets = flat_resets & mask
+    reset_to = None if flat_resets is None else flat_carry(
+        carry if reset_carry is None else reset_carry)
     with_c = bool(return_carries) and kind == "lstm"
-    core = _sequence_fn(kind, cfg, unroll, with_c)
-    carry2, outs = core(params, carry2, init2, xs2, mask, resets2)
-    outs = _scan.from_processing_order(outs, lengths2, reverse, T)
-    unflat = lambda a: a.reshape((T,) + batch + (a.shape[-1],))
-    carry = jax.tree_util.tree_map(lambda a: a.reshape(batch + (a.shape[-1],)), carry2)
-    ys = unflat(outs[0])
+    sequence = _sequence_fn(kind, variant, unroll, with_c)
+    carry_T, outs = sequence(params, carry0, reset_to, xs_flat, mask, flat_resets)
+    outs = _scan.from_processing_order(outs, flat_lengths, reverse, T)
+    unflatten = lambda a: a.reshape((T,) + batch + (a.shape[-1],))
+    carry = jax.tree_util.tree_map(lambda a: a.reshape(batch + (a.shape[-1],)), carry_T)
+    ys = unflatten(outs[0])
     if not return_carries:
         return carry, ys
     # The RNN's and GRU's carry is h = y; the LSTM's is (h, c) with h = y.
-    carries = ys if kind != "lstm" else (ys, unflat(outs[1]))
+    carries = ys if kind != "lstm" else (ys, unflatten(outs[1]))
     return carry, ys, carries
 
 
@@ -163,38 +166,42 @@ def _run(kind, cfg, unroll, params, carry, xs, lengths, resets, reverse, return_
 _CARRY_AXIS, _TIME_AXIS = 0, 1
 
 
-def _fold(tree, batched, axis, n):
+def _merge_examples(tree, batched, axis, n):
     """vmap's axis 0 (size n) merged into the examples axis ``axis`` (a tuple of axes
     for a tuple ``tree``, one per element)."""
     if isinstance(axis, tuple):
-        return tuple(_fold(t, b, a, n) for t, b, a in zip(tree, batched, axis, strict=True))
-    def fold(a, b):
+        return tuple(_merge_examples(t, b, a, n)
+                     for t, b, a in zip(tree, batched, axis, strict=True))
+
+    def merge(a, b):
         if not b:
             a = jnp.broadcast_to(a[None], (n,) + a.shape)
         a = jnp.moveaxis(a, 0, axis)
         return a.reshape(a.shape[:axis] + (n * a.shape[axis + 1],) + a.shape[axis + 2:])
-    return jax.tree_util.tree_map(fold, tree, batched)
+    return jax.tree_util.tree_map(merge, tree, batched)
 
 
-def _unfold(tree, axis, n):
+def _split_examples(tree, axis, n):
+    """The inverse of ``_merge_examples``: the examples back on a leading axis."""
     if isinstance(axis, tuple):
-        return tuple(_unfold(t, a, n) for t, a in zip(tree, axis, strict=True))
-    def unfold(a):
+        return tuple(_split_examples(t, a, n) for t, a in zip(tree, axis, strict=True))
+
+    def split(a):
         a = a.reshape(a.shape[:axis] + (n, a.shape[axis] // n) + a.shape[axis + 1:])
         return jnp.moveaxis(a, axis, 0)
-    return jax.tree_util.tree_map(unfold, tree)
+    return jax.tree_util.tree_map(split, tree)
 
 
 def _over_examples(fn, in_axes, out_axes):
     """``fn`` whose ``jax.vmap`` over examples runs ``fn`` once on the merged batch.
 
     ``fn`` treats the rows of its batch axis independently, so vmapping a per-example
-    call is the same as one call with the vmapped axis folded into the batch axis: one
-    ``[N*B, H] @ [H, G]`` matmul per step, not N per-example ones, and one long
-    ``X^T dZ`` per weight. ``in_axes``/``out_axes`` give, per argument/output, the
-    examples axis (``None`` for the params, ``"sum"`` for an output summed over the
-    examples). When the params themselves are vmapped (an ensemble), each example has
-    its own weights and the ordinary batching of ``fn`` is used.
+    call is the same as one call with the vmapped axis merged into the batch axis: one
+    ``[N*B, H] @ [H, G]`` matmul per step instead of N small ones (a batched matmul
+    with the weights broadcast). ``in_axes``/``out_axes`` give, per
+    argument/output, the examples axis (``None`` for the params). When the params
+    themselves are vmapped (an ensemble), each example has its own weights and the
+    ordinary batching of ``fn`` is used.
     """
     wrapped = jax.custom_batching.custom_vmap(fn)
 
@@ -205,20 +212,11 @@ def _over_examples(fn, in_axes, out_axes):
                          for ib in in_batched)
             out = jax.vmap(fn, in_axes=axes)(*args)
             return out, jax.tree_util.tree_map(lambda _: True, out)
-        folded = [a if ax is None else _fold(a, b, ax, n)
+        merged = [a if ax is None else _merge_examples(a, b, ax, n)
                   for a, b, ax in zip(args, in_batched, in_axes)]
-        out = fn(*folded)
-        unfolded, batched = [], []
-        for o, ax in zip(out, out_axes):
-            if ax == "sum":
-                # The batched call's X^T dZ already sums over every example's rows.
-                # Returned per example it would be n times the memory; see _sequence_fn.
-                unfolded.append(o)
-                batched.append(jax.tree_util.tree_map(lambda _: False, o))
-            else:
-                unfolded.append(_unfold(o, ax, n))
-                batched.append(jax.tree_util.tree_map(lambda _: True, o))
-        return tuple(unfolded), tuple(batched)
+        out = fn(*merged)
+        split = tuple(_split_examples(o, ax, n) for o, ax in zip(out, out_axes))
+        return split, jax.tree_util.tree_map(lambda _: True, split)
 
     return wrapped
 
@@ -255,8 +253,7 @@ def _sequence_fn(kind, variant, unroll, with_c):
     example_axes = (None, _CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS)
 
     def forward(params, carry, init, xs, mask, resets):
-        return forward_scan(variant, unroll, params, carry, init, xs, mask, resets, True,
-                            with_c)
+        return forward_scan(variant, unroll, params, carry, init, xs, mask, resets, with_c)
 
     def backward(params, mask, resets, outs, factors, cotangents):
         dcarry, douts = cotangents
@@ -307,7 +304,7 @@ def _sequence_fn(kind, variant, unroll, with_c):
 
 # --------------------------------------------------------------------------- LSTM
 
-def _lstm_forward(gates, unroll, params, carry, init, xs, mask, resets, keep, with_c):
+def _lstm_forward(gates, unroll, params, carry, init, xs, mask, resets, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
     H = w_h.shape[0]
@@ -316,23 +313,20 @@ def _lstm_forward(gates, unroll, params, carry, init, xs, mask, resets, keep, wi
         h, c = state
         z = x @ w_x + h @ w_h + b
         act = lstm_pointwise({g: z[:, k * H:(k + 1) * H] for k, g in enumerate(gates)}, c)
-        h_new, c_new = act.h, act.c
-        out = (_zero_padded(m, h_new),) + ((_zero_padded(m, c_new),) if with_c else ())
-        state_new = (_blend(m, h_new, h), _blend(m, c_new, c))
-        if not keep:
-            return state_new, out
-        # Derivative factors of the pre-activations: the backward scan then only
-        # multiplies, dZ = [dc, ..., dc, dh] * a with dc += dh * a_c.
-        i, f, g, o, tc = act.i, act.f, act.g, act.o, act.tanh_c
-        factors = {"i": g * i * (1 - i), "g": i * (1 - g * g), "o": tc * o * (1 - o)}
+        out = (_zero_padded(m, act.h),) + ((_zero_padded(m, act.c),) if with_c else ())
+        state_new = (_where_valid(m, act.h, h), _where_valid(m, act.c, c))
+        # Derivative factors of the pre-activations, so that the backward scan only
+        # multiplies: dZ = [dc, ..., dc, dh] * a, with dc += dh * a_c.
+        i, f, g, o, tanh_c = act.i, act.f, act.g, act.o, act.tanh_c
+        by_gate = {"i": g * i * (1 - i), "g": i * (1 - g * g), "o": tanh_c * o * (1 - o)}
         if f is not None:
-            factors["f"] = (c if "i" in gates else c - g) * f * (1 - f)
-        a = jnp.concatenate([factors[k] for k in gates], axis=-1)
-        res = (a, o * (1 - tc * tc)) + ((f,) if f is not None else ())
-        return state_new, (out, res)
+            by_gate["f"] = (c if "i" in gates else c - g) * f * (1 - f)
+        a = jnp.concatenate([by_gate[k] for k in gates], axis=-1)
+        factors = (a, o * (1 - tanh_c * tanh_c)) + ((f,) if f is not None else ())
+        return state_new, (out, factors)
 
     carry_T, out = _forward_scan(body, tuple(carry), init, xs, mask, resets, unroll)
-    return (carry_T, out) if not keep else (carry_T, out[0], out[1])
+    return carry_T, out[0], out[1]
 
 
 def _lstm_backward(gates, unroll, params, mask, resets, outs, factors, dcarry, douts):
@@ -353,7 +347,7 @@ def _lstm_backward(gates, unroll, params, mask, resets, outs, factors, dcarry, d
         dz = _zero_padded(m, jnp.concatenate([dc_tot] * (n - 1) + [dh], axis=-1) * a)
         dh_prev = dz @ w_hT
         dc_prev = dc_tot if f is None else dc_tot * f
-        return (_blend(m, dh_prev, dh), _blend(m, dc_prev, dc)), dz
+        return (_where_valid(m, dh_prev, dh), _where_valid(m, dc_prev, dc)), dz
 
     seq = ((douts[0], douts[1] if with_c else None), factors)
     return _backward_scan(body, tuple(dcarry), seq, mask, resets, unroll)
@@ -385,7 +379,7 @@ def lstm_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, 
     if width != len(gates) * H or any(k.startswith("p_") for k in params):
         raise ValueError(f"params do not match gates={gates} without peepholes: w_h has shape "
                          f"{(H, width)}, expected {(H, len(gates) * H)}; keys {sorted(params)}")
-    return _run("lstm", gates, unroll, params, tuple(carry), xs, lengths, resets, reverse,
+    return _fast_unroll("lstm", gates, unroll, params, tuple(carry), xs, lengths, resets, reverse,
                 return_carries, None if reset_carry is None else tuple(reset_carry))
 
 
@@ -394,17 +388,18 @@ def lstm_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, 
 _RNN_ACTS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
-def _rnn_forward(activation, unroll, params, carry, init, xs, mask, resets, keep, with_c):
+def _rnn_forward(activation, unroll, params, carry, init, xs, mask, resets, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
     act = _RNN_ACTS[activation]
 
     def body(h, x, m):
         h_new = act(x @ w_x + h @ w_h + b)
-        return _blend(m, h_new, h), (_zero_padded(m, h_new),)
+        return _where_valid(m, h_new, h), (_zero_padded(m, h_new),)
 
     h, out = _forward_scan(body, carry, init, xs, mask, resets, unroll)
-    return (h, out, ()) if keep else (h, out)
+    # The RNN's backward needs no factors: f'(z) comes from the outputs.
+    return h, out, ()
 
 
 def _rnn_backward(activation, unroll, params, mask, resets, outs, factors, dcarry, douts):
@@ -418,7 +413,7 @@ def _rnn_backward(activation, unroll, params, mask, resets, outs, factors, dcarr
         dy, d_t = inp
         dh = dh + dy
         dz = _zero_padded(m, dh * d_t)
-        return _blend(m, dz @ w_hT, dh), dz
+        return _where_valid(m, dz @ w_hT, dh), dz
 
     return _backward_scan(body, dcarry, (douts[0], d), mask, resets, unroll)
 
@@ -429,47 +424,30 @@ def rnn_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, u
     """Fast path of ``rnn_jax.cells.rnn``: params ``{"w_x", "w_h", "b"}``, carry ``h``."""
     if activation not in _RNN_ACTS:
         raise ValueError(f"activation must be one of {sorted(_RNN_ACTS)}, got {activation!r}")
-    return _run("rnn", activation, unroll, params, carry, xs, lengths, resets, reverse,
+    return _fast_unroll("rnn", activation, unroll, params, carry, xs, lengths, resets, reverse,
                 return_carries, reset_carry)
 
 
 # ---------------------------------------------------------------------------- GRU
 
-def _gru_forward(reset_after, unroll, params, carry, init, xs, mask, resets, keep, with_c):
+def _gru_forward(reset_after, unroll, params, carry, init, xs, mask, resets, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
-    H = w_h.shape[0]
-    if reset_after:
-        b_hn = params["b_hn"].reshape((1, -1))
-    else:
-        w_rz, w_n = w_h[:, :2 * H], w_h[:, 2 * H:]
+    b_hn = params["b_hn"] if reset_after else None
 
     def body(h, x, m):
-        zx = x @ w_x + b
-        if reset_after:
-            zh = h @ w_h
-            r = jax.nn.sigmoid(zx[:, :H] + zh[:, :H])
-            z = jax.nn.sigmoid(zx[:, H:2 * H] + zh[:, H:2 * H])
-            hn = zh[:, 2 * H:] + b_hn
-            n = jnp.tanh(zx[:, 2 * H:] + r * hn)
-        else:
-            zh = h @ w_rz
-            r = jax.nn.sigmoid(zx[:, :H] + zh[:, :H])
-            z = jax.nn.sigmoid(zx[:, H:2 * H] + zh[:, H:])
-            n = jnp.tanh(zx[:, 2 * H:] + (r * h) @ w_n)
-        h_new = z * h + (1.0 - z) * n
-        out = (_zero_padded(m, h_new),)
-        if not keep:
-            return _blend(m, h_new, h), out
+        act = gru_gates(x @ w_x + b, h, w_h, b_hn)
+        r, z, n = act.r, act.z, act.n
+        # Derivative factors: dZ_x = dh * a, block by block (r, z, n). The r block reads
+        # h_prev through the candidate: r * h_n with reset_after, r * h_prev otherwise.
         a_z = (h - n) * z * (1 - z)
         a_n = (1 - z) * (1 - n * n)
         dr = r * (1 - r)
-        # dZ_x = dh * a; with reset_after the r block also needs (W_hn h + b_hn).
-        a = jnp.concatenate([a_n * hn * dr if reset_after else dr * h, a_z, a_n], axis=-1)
-        return _blend(m, h_new, h), (out, (a, z, r))
+        a = jnp.concatenate([a_n * act.h_n * dr if reset_after else dr * h, a_z, a_n], axis=-1)
+        return _where_valid(m, act.h, h), ((_zero_padded(m, act.h),), (a, z, r))
 
     h, out = _forward_scan(body, carry, init, xs, mask, resets, unroll)
-    return (h, out) if not keep else (h, out[0], out[1])
+    return h, out[0], out[1]
 
 
 def _gru_backward(reset_after, unroll, params, mask, resets, outs, factors, dcarry, douts):
@@ -491,7 +469,7 @@ def _gru_backward(reset_after, unroll, params, mask, resets, outs, factors, dcar
             dzx = _zero_padded(m, jnp.concatenate([d_rh * a[:, :H], dh * a[:, H:2 * H], dz_n],
                                                   axis=-1))
             dh_prev = dh * z + d_rh * r + dzx[:, :2 * H] @ w_rzT
-        return _blend(m, dh_prev, dh), dzx
+        return _where_valid(m, dh_prev, dh), dzx
 
     return _backward_scan(body, dcarry, (douts[0], factors), mask, resets, unroll)
 
@@ -525,7 +503,7 @@ def gru_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, u
     if ("b_hn" in params) != bool(reset_after):
         raise ValueError(f"params {'lack' if reset_after else 'have'} 'b_hn': they do not come "
                          f"from cells.gru(reset_after={bool(reset_after)})")
-    return _run("gru", bool(reset_after), unroll, params, carry, xs, lengths, resets, reverse,
+    return _fast_unroll("gru", bool(reset_after), unroll, params, carry, xs, lengths, resets, reverse,
                 return_carries, reset_carry)
 
 

@@ -45,6 +45,7 @@ import functools
 import math
 
 import jax
+import jax.interpreters.ad
 import jax.numpy as jnp
 
 from rnn_jax import _scan
@@ -113,10 +114,46 @@ def _backward_scan(body, dcarry, seq, mask, resets, unroll):
     return d0, acc, outs
 
 
+FORWARD_MODE_MESSAGE = (
+    "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.hessian) "
+    "reached the fast path of a built-in {kind} cell, a jax.custom_vjp, which has only a "
+    "reverse-mode rule. Pass fused=False to rnn_jax.unroll (and to bidirectional, stacked, "
+    "checkpointed_unroll or the flax wrappers) to run the plain scan, which forward-mode "
+    "differentiates. Reverse mode (jax.grad, jax.vjp, jax.jacrev) works on both paths.")
+
+
+class ForwardModeError(TypeError):
+    """Forward-mode AD through a fast path (a TypeError, as JAX's own error is)."""
+
+
+def _under_forward_mode(tree):
+    """Whether a leaf is being forward-mode differentiated: a ``JVPTracer`` at any depth
+    of its tracer nesting (jacfwd puts it outermost, jvp(vmap(f)) under a BatchTracer,
+    hessian = jacfwd(jacrev) under a LinearizeTracer). ``jax.grad`` linearizes with
+    ``LinearizeTracer``s and never creates one, so reverse mode is not caught."""
+    stack = list(jax.tree_util.tree_leaves(tree))
+    while stack:
+        x = stack.pop()
+        if not isinstance(x, jax.core.Tracer):
+            continue
+        if isinstance(x, jax.interpreters.ad.JVPTracer):
+            return True
+        # A tracer's value below it: .primal (JVP/Linearize tracers), .val (BatchTracer).
+        stack.extend(getattr(x, a, None) for a in ("primal", "val"))
+    return False
+
+
 def _fast_unroll(kind, variant, unroll, params, carry, xs, lengths, resets, reverse,
                  return_carries, reset_carry):
     """What every ``*_unroll`` below does: flatten the batch axes into one, put the
     sequence in processing order (``reverse``, ``lengths``), then run ``_sequence_fn``."""
+    # JAX's own message ("can't apply forward-mode autodiff (jvp) to a custom_vjp
+    # function") names neither the cell nor the way out. Checked on the inputs, so it is
+    # raised when the function is traced; a jvp applied to an already jitted function
+    # (jax.jvp(jax.jit(f))) differentiates the traced program and still gets JAX's, and
+    # so does applying jax.linearize's linear function (linearize traces like grad).
+    if _under_forward_mode((params, carry, xs, reset_carry)):
+        raise ForwardModeError(FORWARD_MODE_MESSAGE.format(kind=kind.upper()))
     T = xs.shape[0]
     batch = tuple(xs.shape[1:-1])
     B = math.prod(batch)

@@ -1,4 +1,4 @@
-"""Fast paths: whole-sequence custom VJPs for the built-in cells.
+"""Fast paths: whole-sequence hand-written backward passes for the built-in cells.
 
 The plain path (``jax.lax.scan`` over ``cell.step``, differentiated by autodiff) saves
 every intermediate of every step and, in its backward scan, forms the weight
@@ -11,14 +11,17 @@ arXiv 1604.01946):
 * the backward scan carries only the recurrence (``dh_{t-1} = dZ_t @ W_h^T`` plus the
   cell-state path) and writes the pre-activation gradients ``dZ`` of every step;
 * after the scan, the weight gradients ``X^T @ dZ`` and ``H_prev^T @ dZ`` and the input
-  gradient ``dZ @ W_x^T`` are each one large matmul over all ``T * B`` rows.
+  gradient ``dZ @ W_x^T`` are each one large matmul over all ``T * B`` rows. JAX forms
+  them, as the transposes of "taps" ``X @ W_x`` and ``H_prev @ W_h`` (see
+  ``_sequence_fn``), so that under ``grad(vmap(...))`` they also span every example.
 
 Each fast path computes the same math as the matching ``rnn_jax.cells`` step, so
 values and gradients agree with the plain path to float rounding
 (tests/test_fused.py). Not covered, and left to the plain path: LSTM peepholes,
 user-written steps, pytree inputs. ``jax.custom_vjp`` functions do not support
 forward-mode AD (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``'s inner jvp); for those
-use the plain path (``rnn_jax.unroll(..., fused=False)``).
+use the plain path (``rnn_jax.unroll(..., fused=False)``): a fast path that sees
+forward-mode tracers raises ``ForwardModeError`` saying so.
 
 Every ``*_unroll`` function here has the signature ``(params, carry, xs, *,
 lengths=None, resets=None, reverse=False, unroll=1, return_carries=False,
@@ -33,9 +36,10 @@ Padding: the padded inputs are replaced by zeros before the scan and every maske
 quantity is chosen with ``where``, so NaN or Inf in the padding never reaches a value
 or a gradient. Resets: the forward scan swaps in the reset carry; the backward scan
 sends the gradient at a reset step to the reset carry, not to the previous step.
-Under ``jax.vmap`` over examples the whole sequence runs as one merged batch
-(``jax.custom_batching.custom_vmap``), so a per-example call vmapped costs what the
-batched call costs.
+Under ``jax.vmap`` over examples both scans run as one merged batch
+(``jax.custom_batching.custom_vmap``) and the weight gradients are one matmul over all
+examples' rows, so a per-example call vmapped costs what the batched call costs, while
+``vmap(grad(...))`` still gets one gradient per example.
 Nothing here is specific to a backend: the same code runs on CPU, GPU and TPU.
 """
 

@@ -126,25 +126,40 @@ FORWARD_MODE_MESSAGE = (
     "differentiates. Reverse mode (jax.grad, jax.vjp, jax.jacrev) works on both paths.")
 
 
+SECOND_ORDER_MESSAGE = (
+    "a second derivative (jax.grad of a gradient, jax.hessian, jacrev(jacrev)) reached the "
+    "fast path of a built-in {kind} cell: its hand-written backward pass is not itself "
+    "differentiable. Pass fused=False to rnn_jax.unroll (and to bidirectional, stacked, "
+    "checkpointed_unroll or the flax wrappers) to run the plain scan.")
+
+
 class ForwardModeError(TypeError):
-    """Forward-mode AD through a fast path (a TypeError, as JAX's own error is)."""
+    """Forward-mode or higher-order AD through a fast path (a TypeError, as JAX's own
+    error is)."""
 
 
-def _under_forward_mode(tree):
-    """Whether a leaf is being forward-mode differentiated: a ``JVPTracer`` at any depth
-    of its tracer nesting (jacfwd puts it outermost, jvp(vmap(f)) under a BatchTracer,
-    hessian = jacfwd(jacrev) under a LinearizeTracer). ``jax.grad`` linearizes with
-    ``LinearizeTracer``s and never creates one, so reverse mode is not caught."""
-    stack = list(jax.tree_util.tree_leaves(tree))
+def _ad_tracers(tree):
+    """The autodiff tracers among the leaves, at any depth of tracer nesting (jacfwd
+    puts its JVPTracer outermost, jvp(vmap(f)) under a BatchTracer, hessian = jacfwd(
+    jacrev) under a LinearizeTracer)."""
+    stack, found = list(jax.tree_util.tree_leaves(tree)), []
     while stack:
         x = stack.pop()
         if not isinstance(x, jax.core.Tracer):
             continue
-        if isinstance(x, jax.interpreters.ad.JVPTracer):
-            return True
+        # JVP and Linearize tracers have a tangent; jaxpr and batch tracers do not
+        # (a tracer forwards unknown attributes to its aval, which raises).
+        if getattr(x, "tangent", None) is not None:
+            found.append(x)
         # A tracer's value below it: .primal (JVP/Linearize tracers), .val (BatchTracer).
         stack.extend(getattr(x, a, None) for a in ("primal", "val"))
-    return False
+    return found
+
+
+def _under_forward_mode(tree):
+    """Whether a leaf is being forward-mode differentiated (a ``JVPTracer``).
+    ``jax.grad`` linearizes with ``LinearizeTracer``s, so reverse mode is not caught."""
+    return any(isinstance(t, jax.interpreters.ad.JVPTracer) for t in _ad_tracers(tree))
 
 
 def _fast_unroll(kind, variant, unroll, params, carry, xs, lengths, resets, reverse,
@@ -272,8 +287,8 @@ def _sequence_fn(kind, variant, unroll, with_c):
     Three pieces, so that the weight gradients of a vmapped call are one contraction
     over every example's rows:
 
-    1. the forward scan runs on stop-gradient inputs: it is never differentiated, it
-       saves the derivative factors itself;
+    1. the forward scan (``forward_only``): never differentiated (its outputs get no
+       cotangent), it saves the derivative factors itself;
     2. the weight taps ``xs @ W_x`` and ``H_prev @ W_h`` (``H_prev`` a constant) are
        ordinary JAX products whose values nobody reads (XLA drops them) but whose
        transposes give ``dW_x = X^T dZ``, ``dW_h = H_prev^T dZ`` and ``dxs = dZ W_x^T``;
@@ -309,6 +324,34 @@ def _sequence_fn(kind, variant, unroll, with_c):
                    (_CARRY_AXIS, _TIME_AXIS)),
         (_CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS))
 
+    # The forward scan as a function that autodiff may trace but never differentiates:
+    # its outputs' cotangent is always zero (attach gives `computed` none, and the taps
+    # read H_prev through stop_gradient), so its backward has nothing to do. Not a
+    # stop_gradient on its inputs: a second derivative would then treat the saved
+    # factors as constants and come out silently wrong. Here it meets either the check
+    # in forward_only_fwd (our tracers one level up) or, for a program differentiated
+    # twice after tracing, JAX's own error at the custom_vmap, which has no transpose.
+    @jax.custom_vjp
+    def forward_only(params, carry, init, xs, mask, resets):
+        return forward_v(params, carry, init, xs, mask, resets)
+
+    def forward_only_fwd(*args):
+        values = jax.tree_util.tree_map(
+            lambda a: a.value, args,
+            is_leaf=lambda a: isinstance(a, jax.custom_derivatives.CustomVJPPrimal))
+        if _ad_tracers(values):
+            raise ForwardModeError(SECOND_ORDER_MESSAGE.format(kind=kind.upper()))
+        return forward_v(*values), None
+
+    def forward_only_bwd(_, cotangents):
+        is_zero = lambda c: isinstance(c, jax.custom_derivatives.SymbolicZero)
+        if not all(map(is_zero, jax.tree_util.tree_leaves(cotangents, is_leaf=is_zero))):
+            raise AssertionError("rnn_jax.fused: a cotangent reached the forward scan's "
+                                 "outputs; the gradient would be wrong")
+        return (None,) * 6
+
+    forward_only.defvjp(forward_only_fwd, forward_only_bwd, symbolic_zeros=True)
+
     @jax.custom_vjp
     def attach(params, carry, init, mask, resets, computed, taps):
         return computed[0], computed[1]
@@ -325,19 +368,20 @@ def _sequence_fn(kind, variant, unroll, with_c):
         # cell never reads (a user may keep extra entries in its params dict) get none.
         # The biases are small ([G*H]), so summing them per example costs nothing.
         dparams = {k: bias_grads.get(k) for k in params}
-        # `computed` is a stop-gradient value: no cotangent.
+        # `computed` gets none: the gradient reaches the inputs through the taps and
+        # dcarry0/dinit, never through the forward scan.
         return dparams, dcarry0, dinit, None, None, None, tap_cts
 
     attach.defvjp(attach_fwd, attach_bwd)
 
     def sequence(params, carry, init, xs, mask, resets):
         frozen = jax.lax.stop_gradient
-        computed = forward_v(frozen(params), frozen(carry), frozen(init), frozen(xs), mask,
-                             resets)
+        computed = forward_only(params, carry, init, xs, mask, resets)
         h0, h_init = (carry[0], None if init is None else init[0]) if kind == "lstm" \
             else (carry, init)
         h_prev = frozen(_h_prev(h0, computed[1][0], h_init, resets))
-        taps = weight_taps(variant, params, xs, h_prev, computed[2])
+        # The taps read the forward's values as constants: they are linear in the weights.
+        taps = weight_taps(variant, params, xs, h_prev, frozen(computed[2]))
         return attach(params, carry, init, mask, resets, computed, taps)
 
     return sequence

@@ -193,6 +193,11 @@ def test_forward_mode_is_refused_by_the_fast_path():
     for name, attempt in attempts.items():
         with pytest.raises(fused.ForwardModeError, match="GRU.*Pass fused=False"):
             attempt()
+    # A second reverse-mode derivative would need the hand-written backward's own
+    # derivative: refused too, never a silently wrong (e.g. zero) second derivative.
+    scale = lambda s: loss(params, s * xs)
+    with pytest.raises(fused.ForwardModeError, match="second derivative.*Pass fused=False"):
+        jax.grad(jax.grad(scale))(1.0)
     # Reverse mode passes the check (every gradient test here), and fused=False runs
     # forward mode (test_unroll_takes_the_fast_path_by_default_and_the_plain_one_on_request).
 

@@ -21,7 +21,8 @@ values and gradients agree with the plain path to float rounding
 user-written steps, pytree inputs. ``jax.custom_vjp`` functions do not support
 forward-mode AD (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``'s inner jvp); for those
 use the plain path (``rnn_jax.unroll(..., fused=False)``): a fast path that sees
-forward-mode tracers raises ``ForwardModeError`` saying so.
+forward-mode tracers raises ``ForwardModeError`` saying so. So does a second reverse-mode
+derivative (``grad`` of a gradient): the hand-written backward is not differentiable.
 
 Every ``*_unroll`` function here has the signature ``(params, carry, xs, *,
 lengths=None, resets=None, reverse=False, unroll=1, return_carries=False,

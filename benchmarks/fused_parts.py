@@ -2,10 +2,10 @@
 
 Times, for one shape of benchmarks/lstm_step.py, medians of jitted calls:
 
-* ``forward``: the forward scan alone, keeping nothing for the backward pass;
+* ``forward``: the forward scan alone, its factors unused (XLA drops them);
 * ``forward+residuals``: the forward scan that also writes the derivative factors;
-* ``backward scan``: the backward scan (and the input gradient ``dZ @ W_x^T``);
-* ``weight grads``: the weight-gradient matmuls after it, one per weight;
+* ``backward scan``: the backward scan, which writes ``dZ``;
+* ``weight grads``: the matmuls after it, ``X^T dZ``, ``H_prev^T dZ`` and ``dZ W_x^T``;
 * ``step``: ``jax.grad`` of a loss through ``rnn_jax.unroll`` (all of the above and the glue);
 
 and the GFLOP/s of the forward scan's matmuls. Run it once normally and once pinned to
@@ -57,27 +57,34 @@ def main(argv=None):
     gates = cell.gates
 
     # The fast path's pieces, called as fused._sequence_fn calls them (no lengths, no
-    # resets): forward(..., keep, with_c) and backward(...) -> (dcarry0, dinit, dxs,
-    # weight_inputs); the weight gradients are then one matmul each (fused._dense_grads).
-    forward = jax.jit(lambda p, x: fused._lstm_forward(gates, 1, p, carry, None, x, None, None,
-                                                       False, False))
+    # resets): forward(...) -> (carry, outs, factors), backward(...) -> (dcarry0, dinit,
+    # dZ); the weight and input gradients are then the transposes of the taps
+    # (fused._dense_taps), one matmul each.
     with_res = jax.jit(lambda p, x: fused._lstm_forward(gates, 1, p, carry, None, x, None, None,
-                                                        True, False))
+                                                        False))
+    # Only the carry and outputs used: XLA drops the factors, as in a call without grad.
+    forward = jax.jit(lambda p, x: fused._lstm_forward(gates, 1, p, carry, None, x, None, None,
+                                                       False)[:2])
     _, outs, res = with_res(params, xs)
     d_carry = (jnp.ones((B, H)), jnp.zeros((B, H)))
-    backward = jax.jit(lambda p, x, outs, res: fused._lstm_backward(
-        gates, 1, p, carry, None, x, None, None, outs, res, d_carry,
-        (jnp.zeros_like(outs[0]),)))
-    weight_inputs = backward(params, xs, outs, res)[3]
-    weights = jax.jit(lambda p, w: fused._dense_grads(gates, p, w))
+    backward = jax.jit(lambda p, outs, res: fused._lstm_backward(
+        gates, 1, p, None, None, outs, res, d_carry, (jnp.zeros_like(outs[0]),)))
+    dz = backward(params, outs, res)[2]
+    h_prev = fused._h_prev(carry[0], outs[0])
+
+    def tap_transposes(p, x, dz):
+        _, transpose = jax.vjp(lambda p, x: fused._dense_taps(gates, p, x, h_prev, ()), p, x)
+        return transpose((dz, dz))
+
+    weights = jax.jit(tap_transposes)
     step = jax.jit(jax.grad(lambda p, x: jnp.sum(rnn_jax.unroll(cell, p, carry, x)[0][0])))
 
     print(f"jax {jax.__version__}  cores usable {len(os.sched_getaffinity(0))}  "
           f"LSTM {args.shape} (B, T, I, H) = {(B, T, I, H)}")
     fwd = median_ms(forward, params, xs, reps=args.reps)
     rows = [("forward", fwd), ("forward+residuals", median_ms(with_res, params, xs, reps=args.reps)),
-            ("backward scan", median_ms(backward, params, xs, outs, res, reps=args.reps)),
-            ("weight grads", median_ms(weights, params, weight_inputs, reps=args.reps)),
+            ("backward scan", median_ms(backward, params, outs, res, reps=args.reps)),
+            ("weight grads", median_ms(weights, params, xs, dz, reps=args.reps)),
             ("step", median_ms(step, params, xs, reps=args.reps))]
     for name, ms in rows:
         print(f"  {name:<20}{ms:9.2f} ms")

@@ -12,7 +12,8 @@ Implementations, per cell (``--cells lstm,gru,rnn``):
 * ``rnn_jax-plain``: the same with ``fused=False`` (``jax.lax.scan`` over ``cell.step``
   differentiated by autodiff);
 * ``rnn_jax-vmap``: ``jax.vmap`` over a per-example ``rnn_jax.unroll`` (the fast path's
-  custom_vmap merges the examples into one batch; issue 11 asks <= 1.15x ``rnn_jax``);
+  custom_vmap merges the examples into one batch for the scans, and its weight taps make
+  each weight gradient one matmul over all examples; issue 11 asks <= 1.15x ``rnn_jax``);
 * ``rnn_jax-resets``: ``rnn_jax`` given ``resets`` (every 25th step; issue 11 asks
   <= 1.10x ``rnn_jax``);
 * ``flax``: ``flax.linen.RNN`` over ``OptimizedLSTMCell`` / ``GRUCell`` / ``SimpleCell``;

@@ -1,4 +1,4 @@
-"""Fast paths: whole-sequence custom VJPs for the built-in cells.
+"""Fast paths: whole-sequence hand-written backward passes for the built-in cells.
 
 The plain path (``jax.lax.scan`` over ``cell.step``, differentiated by autodiff) saves
 every intermediate of every step and, in its backward scan, forms the weight
@@ -11,14 +11,18 @@ arXiv 1604.01946):
 * the backward scan carries only the recurrence (``dh_{t-1} = dZ_t @ W_h^T`` plus the
   cell-state path) and writes the pre-activation gradients ``dZ`` of every step;
 * after the scan, the weight gradients ``X^T @ dZ`` and ``H_prev^T @ dZ`` and the input
-  gradient ``dZ @ W_x^T`` are each one large matmul over all ``T * B`` rows.
+  gradient ``dZ @ W_x^T`` are each one large matmul over all ``T * B`` rows. JAX forms
+  them, as the transposes of "taps" ``X @ W_x`` and ``H_prev @ W_h`` (see
+  ``_sequence_fn``), so that under ``grad(vmap(...))`` they also span every example.
 
 Each fast path computes the same math as the matching ``rnn_jax.cells`` step, so
 values and gradients agree with the plain path to float rounding
 (tests/test_fused.py). Not covered, and left to the plain path: LSTM peepholes,
 user-written steps, pytree inputs. ``jax.custom_vjp`` functions do not support
 forward-mode AD (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``'s inner jvp); for those
-use the plain path (``rnn_jax.unroll(..., fused=False)``).
+use the plain path (``rnn_jax.unroll(..., fused=False)``): a fast path that sees
+forward-mode tracers raises ``ForwardModeError`` saying so. So does a second reverse-mode
+derivative (``grad`` of a gradient): the hand-written backward is not differentiable.
 
 Every ``*_unroll`` function here has the signature ``(params, carry, xs, *,
 lengths=None, resets=None, reverse=False, unroll=1, return_carries=False,
@@ -33,9 +37,10 @@ Padding: the padded inputs are replaced by zeros before the scan and every maske
 quantity is chosen with ``where``, so NaN or Inf in the padding never reaches a value
 or a gradient. Resets: the forward scan swaps in the reset carry; the backward scan
 sends the gradient at a reset step to the reset carry, not to the previous step.
-Under ``jax.vmap`` over examples the whole sequence runs as one merged batch
-(``jax.custom_batching.custom_vmap``), so a per-example call vmapped costs what the
-batched call costs.
+Under ``jax.vmap`` over examples both scans run as one merged batch
+(``jax.custom_batching.custom_vmap``) and the weight gradients are one matmul over all
+examples' rows, so a per-example call vmapped costs what the batched call costs, while
+``vmap(grad(...))`` still gets one gradient per example.
 Nothing here is specific to a backend: the same code runs on CPU, GPU and TPU.
 """
 
@@ -45,10 +50,11 @@ import functools
 import math
 
 import jax
+import jax.interpreters.ad
 import jax.numpy as jnp
 
 from rnn_jax import _scan
-from rnn_jax.gates import lstm_pointwise
+from rnn_jax.gates import gru_gates, lstm_pointwise
 
 LSTM_GATES = (("i", "f", "g", "o"), ("i", "g", "o"), ("f", "g", "o"))
 
@@ -59,27 +65,7 @@ def _rows(a):
     return a.reshape((-1, a.shape[-1]))
 
 
-@jax.custom_batching.custom_vmap
-def _mm_tn(a, b):
-    """``a^T @ b`` summed over all leading axes: ``[..., M], [..., N] -> [M, N]``."""
-    return _rows(a).T @ _rows(b)
-
-
-@_mm_tn.def_vmap
-def _mm_tn_per_example(n, in_batched, a, b):
-    # vmap(grad(...)) needs one weight gradient per example, and grad(vmap(...)) gets
-    # them too before JAX sums them. JAX's own batching of the product above gave a
-    # batched dot that XLA:CPU ran 4-13x slower than this explicit form with the
-    # contraction axis last on the left (s1 shapes, 32 x [128, 100] @ [100, 512]:
-    # 81-86 ms against 6.5 ms).
-    a, b = (x if bt else jnp.broadcast_to(x[None], (n,) + x.shape)
-            for x, bt in zip((a, b), in_batched))
-    a2 = jnp.swapaxes(a.reshape((n, -1, a.shape[-1])), 1, 2)       # [n, M, R]
-    b2 = b.reshape((n, -1, b.shape[-1]))                             # [n, R, N]
-    return jax.lax.dot_general(a2, b2, (((2,), (1,)), ((0,), (0,)))), True
-
-
-def _blend(m, new, old):
+def _where_valid(m, new, old):
     """``new`` where the step is valid (``m``: bool ``[B, 1]``), else ``old``."""
     # where, not m*new + (1-m)*old: an inf produced at a padded step must not become NaN.
     return new if m is None else jnp.where(m, new, old)
@@ -99,9 +85,9 @@ def _h_prev(h0, ys, init_h=None, resets=None):
     return hp if resets is None else jnp.where(resets, init_h[None], hp)
 
 
-def _dxs(w_x, dzx):
-    """Input gradient ``dZ @ W_x^T`` for every row at once."""
-    return (_rows(dzx) @ w_x.T).reshape(dzx.shape[:-1] + (w_x.shape[0],))
+def _row_sum(a):
+    """``a`` summed over every axis but the last (a bias gradient)."""
+    return jnp.sum(_rows(a), axis=0)
 
 
 def _forward_scan(body, carry, init, seq, mask, resets, unroll):
@@ -133,9 +119,61 @@ def _backward_scan(body, dcarry, seq, mask, resets, unroll):
     return d0, acc, outs
 
 
-def _run(kind, cfg, unroll, params, carry, xs, lengths, resets, reverse, return_carries,
-         reset_carry):
-    """Flatten the batch, apply ``reverse``/``lengths``/``resets``, call the custom-VJP core."""
+FORWARD_MODE_MESSAGE = (
+    "forward-mode differentiation (jax.jvp, jax.jacfwd, jax.hessian) "
+    "reached the fast path of a built-in {kind} cell, a jax.custom_vjp, which has only a "
+    "reverse-mode rule. Pass fused=False to rnn_jax.unroll (and to bidirectional, stacked, "
+    "checkpointed_unroll or the flax wrappers) to run the plain scan, which forward-mode "
+    "differentiates. Reverse mode (jax.grad, jax.vjp, jax.jacrev) works on both paths.")
+
+
+SECOND_ORDER_MESSAGE = (
+    "a second derivative (jax.grad of a gradient, jax.hessian, jacrev(jacrev)) reached the "
+    "fast path of a built-in {kind} cell: its hand-written backward pass is not itself "
+    "differentiable. Pass fused=False to rnn_jax.unroll (and to bidirectional, stacked, "
+    "checkpointed_unroll or the flax wrappers) to run the plain scan.")
+
+
+class ForwardModeError(TypeError):
+    """Forward-mode or higher-order AD through a fast path (a TypeError, as JAX's own
+    error is)."""
+
+
+def _ad_tracers(tree):
+    """The autodiff tracers among the leaves, at any depth of tracer nesting (jacfwd
+    puts its JVPTracer outermost, jvp(vmap(f)) under a BatchTracer, hessian = jacfwd(
+    jacrev) under a LinearizeTracer)."""
+    stack, found = list(jax.tree_util.tree_leaves(tree)), []
+    while stack:
+        x = stack.pop()
+        if not isinstance(x, jax.core.Tracer):
+            continue
+        # JVP and Linearize tracers have a tangent; jaxpr and batch tracers do not
+        # (a tracer forwards unknown attributes to its aval, which raises).
+        if getattr(x, "tangent", None) is not None:
+            found.append(x)
+        # A tracer's value below it: .primal (JVP/Linearize tracers), .val (BatchTracer).
+        stack.extend(getattr(x, a, None) for a in ("primal", "val"))
+    return found
+
+
+def _under_forward_mode(tree):
+    """Whether a leaf is being forward-mode differentiated (a ``JVPTracer``).
+    ``jax.grad`` linearizes with ``LinearizeTracer``s, so reverse mode is not caught."""
+    return any(isinstance(t, jax.interpreters.ad.JVPTracer) for t in _ad_tracers(tree))
+
+
+def _fast_unroll(kind, variant, unroll, params, carry, xs, lengths, resets, reverse,
+                 return_carries, reset_carry):
+    """What every ``*_unroll`` below does: flatten the batch axes into one, put the
+    sequence in processing order (``reverse``, ``lengths``), then run ``_sequence_fn``."""
+    # JAX's own message ("can't apply forward-mode autodiff (jvp) to a custom_vjp
+    # function") names neither the cell nor the way out. Checked on the inputs, so it is
+    # raised when the function is traced; a jvp applied to an already jitted function
+    # (jax.jvp(jax.jit(f))) differentiates the traced program and still gets JAX's, and
+    # so does applying jax.linearize's linear function (linearize traces like grad).
+    if _under_forward_mode((params, carry, xs, reset_carry)):
+        raise ForwardModeError(FORWARD_MODE_MESSAGE.format(kind=kind.upper()))
     T = xs.shape[0]
     batch = tuple(xs.shape[1:-1])
     B = math.prod(batch)
@@ -149,32 +187,34 @@ def _run(kind, cfg, unroll, params, carry, xs, lengths, resets, reverse, return_
         a = a.reshape(a.shape + (1,) * (1 + len(batch) - a.ndim))
         return jnp.broadcast_to(a, (T,) + batch).reshape((T, B, 1))
 
-    carry2 = flat_carry(carry)
-    xs2 = xs.reshape((T, B, xs.shape[-1]))
-    mask, lengths2 = None, None
+    carry0 = flat_carry(carry)
+    xs_flat = xs.reshape((T, B, xs.shape[-1]))
+    mask, flat_lengths = None, None
     if lengths is not None:
-        lengths2 = per_step(jnp.broadcast_to(lengths.reshape(lengths.shape + (1,) * (
+        flat_lengths = per_step(jnp.broadcast_to(lengths.reshape(lengths.shape + (1,) * (
             len(batch) - lengths.ndim)), batch)[None])[0, :, 0]
-        mask = _scan.valid_mask(lengths2, T)[..., None]  # [T, B, 1] bool
-    resets2 = None if resets is None else per_step(resets)
-    xs2, resets2 = _scan.to_processing_order(xs2, resets2, lengths2, reverse, T)
+        mask = _scan.valid_mask(flat_lengths, T)[..., None]  # [T, B, 1] bool
+    flat_resets = None if resets is None else per_step(resets)
+    xs_flat, flat_resets = _scan.to_processing_order(xs_flat, flat_resets, flat_lengths,
+                                                     reverse, T)
     if mask is not None:
         # Zeroed before the step, so NaN/Inf in the padding reach no value or gradient.
-        xs2 = jnp.where(mask, xs2, jnp.zeros_like(xs2))
-        if resets2 is not None:
-            resets2 = resets2 & mask
-    init2 = None if resets2 is None else flat_carry(carry if reset_carry is None else reset_carry)
+        xs_flat = jnp.where(mask, xs_flat, jnp.zeros_like(xs_flat))
+        if flat_resets is not None:
+            flat_resets = flat_resets & mask
+    reset_to = None if flat_resets is None else flat_carry(
+        carry if reset_carry is None else reset_carry)
     with_c = bool(return_carries) and kind == "lstm"
-    core = _sequence_fn(kind, cfg, unroll, with_c)
-    carry2, outs = core(params, carry2, init2, xs2, mask, resets2)
-    outs = _scan.from_processing_order(outs, lengths2, reverse, T)
-    unflat = lambda a: a.reshape((T,) + batch + (a.shape[-1],))
-    carry = jax.tree_util.tree_map(lambda a: a.reshape(batch + (a.shape[-1],)), carry2)
-    ys = unflat(outs[0])
+    sequence = _sequence_fn(kind, variant, unroll, with_c)
+    carry_T, outs = sequence(params, carry0, reset_to, xs_flat, mask, flat_resets)
+    outs = _scan.from_processing_order(outs, flat_lengths, reverse, T)
+    unflatten = lambda a: a.reshape((T,) + batch + (a.shape[-1],))
+    carry = jax.tree_util.tree_map(lambda a: a.reshape(batch + (a.shape[-1],)), carry_T)
+    ys = unflatten(outs[0])
     if not return_carries:
         return carry, ys
     # The RNN's and GRU's carry is h = y; the LSTM's is (h, c) with h = y.
-    carries = ys if kind != "lstm" else (ys, unflat(outs[1]))
+    carries = ys if kind != "lstm" else (ys, unflatten(outs[1]))
     return carry, ys, carries
 
 
@@ -183,38 +223,42 @@ def _run(kind, cfg, unroll, params, carry, xs, lengths, resets, reverse, return_
 _CARRY_AXIS, _TIME_AXIS = 0, 1
 
 
-def _fold(tree, batched, axis, n):
+def _merge_examples(tree, batched, axis, n):
     """vmap's axis 0 (size n) merged into the examples axis ``axis`` (a tuple of axes
     for a tuple ``tree``, one per element)."""
     if isinstance(axis, tuple):
-        return tuple(_fold(t, b, a, n) for t, b, a in zip(tree, batched, axis, strict=True))
-    def fold(a, b):
+        return tuple(_merge_examples(t, b, a, n)
+                     for t, b, a in zip(tree, batched, axis, strict=True))
+
+    def merge(a, b):
         if not b:
             a = jnp.broadcast_to(a[None], (n,) + a.shape)
         a = jnp.moveaxis(a, 0, axis)
         return a.reshape(a.shape[:axis] + (n * a.shape[axis + 1],) + a.shape[axis + 2:])
-    return jax.tree_util.tree_map(fold, tree, batched)
+    return jax.tree_util.tree_map(merge, tree, batched)
 
 
-def _unfold(tree, axis, n):
+def _split_examples(tree, axis, n):
+    """The inverse of ``_merge_examples``: the examples back on a leading axis."""
     if isinstance(axis, tuple):
-        return tuple(_unfold(t, a, n) for t, a in zip(tree, axis, strict=True))
-    def unfold(a):
+        return tuple(_split_examples(t, a, n) for t, a in zip(tree, axis, strict=True))
+
+    def split(a):
         a = a.reshape(a.shape[:axis] + (n, a.shape[axis] // n) + a.shape[axis + 1:])
         return jnp.moveaxis(a, axis, 0)
-    return jax.tree_util.tree_map(unfold, tree)
+    return jax.tree_util.tree_map(split, tree)
 
 
 def _over_examples(fn, in_axes, out_axes):
     """``fn`` whose ``jax.vmap`` over examples runs ``fn`` once on the merged batch.
 
     ``fn`` treats the rows of its batch axis independently, so vmapping a per-example
-    call is the same as one call with the vmapped axis folded into the batch axis: one
-    ``[N*B, H] @ [H, G]`` matmul per step, not N per-example ones, and one long
-    ``X^T dZ`` per weight. ``in_axes``/``out_axes`` give, per argument/output, the
-    examples axis (``None`` for the params, ``"sum"`` for an output summed over the
-    examples). When the params themselves are vmapped (an ensemble), each example has
-    its own weights and the ordinary batching of ``fn`` is used.
+    call is the same as one call with the vmapped axis merged into the batch axis: one
+    ``[N*B, H] @ [H, G]`` matmul per step instead of N small ones (a batched matmul
+    with the weights broadcast). ``in_axes``/``out_axes`` give, per
+    argument/output, the examples axis (``None`` for the params). When the params
+    themselves are vmapped (an ensemble), each example has its own weights and the
+    ordinary batching of ``fn`` is used.
     """
     wrapped = jax.custom_batching.custom_vmap(fn)
 
@@ -225,77 +269,128 @@ def _over_examples(fn, in_axes, out_axes):
                          for ib in in_batched)
             out = jax.vmap(fn, in_axes=axes)(*args)
             return out, jax.tree_util.tree_map(lambda _: True, out)
-        folded = [a if ax is None else _fold(a, b, ax, n)
+        merged = [a if ax is None else _merge_examples(a, b, ax, n)
                   for a, b, ax in zip(args, in_batched, in_axes)]
-        out = fn(*folded)
-        unfolded, batched = [], []
-        for o, ax in zip(out, out_axes):
-            if ax == "sum":
-                # The batched call's X^T dZ already sums over every example's rows.
-                # Returned per example it would be n times the memory; see _sequence_fn.
-                unfolded.append(o)
-                batched.append(jax.tree_util.tree_map(lambda _: False, o))
-            else:
-                unfolded.append(_unfold(o, ax, n))
-                batched.append(jax.tree_util.tree_map(lambda _: True, o))
-        return tuple(unfolded), tuple(batched)
+        out = fn(*merged)
+        split = tuple(_split_examples(o, ax, n) for o, ax in zip(out, out_axes))
+        return split, jax.tree_util.tree_map(lambda _: True, split)
 
     return wrapped
 
 
 @functools.lru_cache(maxsize=None)
-def _sequence_fn(kind, cfg, unroll, with_c):
-    """The custom-VJP whole-sequence function ``(params, carry, init, xs, mask, resets)
-    -> (final_carry, outs)`` for one cell variant, where ``outs`` is ``(ys,)`` or
+def _sequence_fn(kind, variant, unroll, with_c):
+    """The differentiable whole-sequence function ``(params, carry, init, xs, mask,
+    resets) -> (final_carry, outs)`` for one cell variant, where ``outs`` is ``(ys,)`` or
     ``(ys, cs)``. ``mask``/``resets`` are bool ``[T, B, 1]`` or None; ``init`` is the
-    carry a reset returns to (None without resets)."""
-    fwd_impl, bwd_impl = _IMPL[kind]
-    seq_in = (None, _CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS)
+    carry a reset returns to (None without resets).
 
-    def primal(params, carry, init, xs, mask, resets):
-        return fwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, False, with_c)
+    Three pieces, so that the weight gradients of a vmapped call are one contraction
+    over every example's rows:
+
+    1. the forward scan (``forward_only``): never differentiated (its outputs get no
+       cotangent), it saves the derivative factors itself;
+    2. the weight taps ``xs @ W_x`` and ``H_prev @ W_h`` (``H_prev`` a constant) are
+       ordinary JAX products whose values nobody reads (XLA drops them) but whose
+       transposes give ``dW_x = X^T dZ``, ``dW_h = H_prev^T dZ`` and ``dxs = dZ W_x^T``;
+    3. ``attach``, a ``jax.custom_vjp`` that returns the forward scan's outputs and whose
+       backward runs the backward scan and hands ``dZ`` to the taps.
+
+    Why the taps: under ``grad(vmap(f))`` JAX sums a custom VJP's cotangent for an
+    unbatched input (the weights) over the examples with a reduce over the leading
+    axis, and XLA:CPU runs that reduce up to 60x slower than a matmul (BUILD_NOTES,
+    issue 11). A tap is a plain ``dot_general``: vmapped before it is transposed (the
+    ``grad(vmap)`` order), the examples fold into its rows and ``dW`` is one matmul
+    over all of them; transposed before it is vmapped (``vmap(grad)``, per-example
+    gradients), it is one product per example. JAX picks the right one, so no rule has
+    to guess which the caller wants.
+    """
+    forward_scan, backward_scan = _SCANS[kind]
+    weight_taps, tap_cotangents = _TAPS[kind]
+    example_axes = (None, _CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS)
 
     def forward(params, carry, init, xs, mask, resets):
-        return fwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, True, with_c)
+        return forward_scan(variant, unroll, params, carry, init, xs, mask, resets, with_c)
 
-    def backward(params, carry, init, xs, mask, resets, outs, res, cts):
-        dcarry, douts = cts
+    def backward(params, mask, resets, outs, factors, cotangents):
+        dcarry, douts = cotangents
         douts = tuple(_zero_padded(mask, d) for d in douts)  # padded outputs are constants
-        return bwd_impl(cfg, unroll, params, carry, init, xs, mask, resets, outs, res,
-                        dcarry, douts)
+        return backward_scan(variant, unroll, params, mask, resets, outs, factors, dcarry,
+                             douts)
 
-    primal_v = _over_examples(primal, seq_in, (_CARRY_AXIS, _TIME_AXIS))
-    forward_v = _over_examples(forward, seq_in, (_CARRY_AXIS, _TIME_AXIS, _TIME_AXIS))
-    # The backward scans run merged; the weight gradients are formed outside, from the
-    # per-example pre-activation gradients: under vmap(grad(...)) each example must get
-    # its own, and under grad(vmap(...)) JAX sums them.
-    backward_v = _over_examples(backward, seq_in + (_TIME_AXIS, _TIME_AXIS,
-                                                    (_CARRY_AXIS, _TIME_AXIS)),
-                                (_CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS, _TIME_AXIS))
+    # Under vmap over examples both scans run once on the merged batch.
+    forward_v = _over_examples(forward, example_axes, (_CARRY_AXIS, _TIME_AXIS, _TIME_AXIS))
+    backward_v = _over_examples(
+        backward, (None, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS, _TIME_AXIS,
+                   (_CARRY_AXIS, _TIME_AXIS)),
+        (_CARRY_AXIS, _CARRY_AXIS, _TIME_AXIS))
 
-    f = jax.custom_vjp(primal_v)
+    # The forward scan as a function that autodiff may trace but never differentiates:
+    # its outputs' cotangent is always zero (attach gives `computed` none, and the taps
+    # read H_prev through stop_gradient), so its backward has nothing to do. Not a
+    # stop_gradient on its inputs: a second derivative would then treat the saved
+    # factors as constants and come out silently wrong. Here it meets either the check
+    # in forward_only_fwd (our tracers one level up) or, for a program differentiated
+    # twice after tracing, JAX's own error at the custom_vmap, which has no transpose.
+    @jax.custom_vjp
+    def forward_only(params, carry, init, xs, mask, resets):
+        return forward_v(params, carry, init, xs, mask, resets)
 
-    def f_fwd(params, carry, init, xs, mask, resets):
-        carry_T, outs, res = forward_v(params, carry, init, xs, mask, resets)
-        return (carry_T, outs), (params, carry, init, xs, mask, resets, outs, res)
+    def forward_only_fwd(*args):
+        values = jax.tree_util.tree_map(
+            lambda a: a.value, args,
+            is_leaf=lambda a: isinstance(a, jax.custom_derivatives.CustomVJPPrimal))
+        if _ad_tracers(values):
+            raise ForwardModeError(SECOND_ORDER_MESSAGE.format(kind=kind.upper()))
+        return forward_v(*values), None
 
-    def f_bwd(saved, cts):
-        dcarry0, dinit, dxs, weight_inputs = backward_v(*saved, cts)
-        params = saved[0]
-        dparams = _WEIGHT_GRADS[kind](cfg, params, weight_inputs)
-        # Leaves the cell never reads (a user may keep extra entries in its params dict)
-        # get zero gradients, so the cotangent has the params' structure.
-        dparams = {k: dparams[k] if k in dparams else jnp.zeros_like(v)
-                   for k, v in params.items()}
-        return dparams, dcarry0, dinit, dxs, None, None
+    def forward_only_bwd(_, cotangents):
+        is_zero = lambda c: isinstance(c, jax.custom_derivatives.SymbolicZero)
+        if not all(map(is_zero, jax.tree_util.tree_leaves(cotangents, is_leaf=is_zero))):
+            raise AssertionError("rnn_jax.fused: a cotangent reached the forward scan's "
+                                 "outputs; the gradient would be wrong")
+        return (None,) * 6
 
-    f.defvjp(f_fwd, f_bwd)
-    return f
+    forward_only.defvjp(forward_only_fwd, forward_only_bwd, symbolic_zeros=True)
+
+    @jax.custom_vjp
+    def attach(params, carry, init, mask, resets, computed, taps):
+        return computed[0], computed[1]
+
+    def attach_fwd(params, carry, init, mask, resets, computed, taps):
+        carry_T, outs, factors = computed
+        return (carry_T, outs), (params, mask, resets, outs, factors)
+
+    def attach_bwd(saved, cotangents):
+        params, mask, resets, outs, factors = saved
+        dcarry0, dinit, dz = backward_v(params, mask, resets, outs, factors, cotangents)
+        tap_cts, bias_grads = tap_cotangents(variant, dz, factors)
+        # None is a zero cotangent: the weights get theirs through the taps, and leaves the
+        # cell never reads (a user may keep extra entries in its params dict) get none.
+        # The biases are small ([G*H]), so summing them per example costs nothing.
+        dparams = {k: bias_grads.get(k) for k in params}
+        # `computed` gets none: the gradient reaches the inputs through the taps and
+        # dcarry0/dinit, never through the forward scan.
+        return dparams, dcarry0, dinit, None, None, None, tap_cts
+
+    attach.defvjp(attach_fwd, attach_bwd)
+
+    def sequence(params, carry, init, xs, mask, resets):
+        frozen = jax.lax.stop_gradient
+        computed = forward_only(params, carry, init, xs, mask, resets)
+        h0, h_init = (carry[0], None if init is None else init[0]) if kind == "lstm" \
+            else (carry, init)
+        h_prev = frozen(_h_prev(h0, computed[1][0], h_init, resets))
+        # The taps read the forward's values as constants: they are linear in the weights.
+        taps = weight_taps(variant, params, xs, h_prev, frozen(computed[2]))
+        return attach(params, carry, init, mask, resets, computed, taps)
+
+    return sequence
 
 
 # --------------------------------------------------------------------------- LSTM
 
-def _lstm_forward(gates, unroll, params, carry, init, xs, mask, resets, keep, with_c):
+def _lstm_forward(gates, unroll, params, carry, init, xs, mask, resets, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
     H = w_h.shape[0]
@@ -304,27 +399,23 @@ def _lstm_forward(gates, unroll, params, carry, init, xs, mask, resets, keep, wi
         h, c = state
         z = x @ w_x + h @ w_h + b
         act = lstm_pointwise({g: z[:, k * H:(k + 1) * H] for k, g in enumerate(gates)}, c)
-        h_new, c_new = act.h, act.c
-        out = (_zero_padded(m, h_new),) + ((_zero_padded(m, c_new),) if with_c else ())
-        state_new = (_blend(m, h_new, h), _blend(m, c_new, c))
-        if not keep:
-            return state_new, out
-        # Derivative factors of the pre-activations: the backward scan then only
-        # multiplies, dZ = [dc, ..., dc, dh] * a with dc += dh * a_c.
-        i, f, g, o, tc = act.i, act.f, act.g, act.o, act.tanh_c
-        factors = {"i": g * i * (1 - i), "g": i * (1 - g * g), "o": tc * o * (1 - o)}
+        out = (_zero_padded(m, act.h),) + ((_zero_padded(m, act.c),) if with_c else ())
+        state_new = (_where_valid(m, act.h, h), _where_valid(m, act.c, c))
+        # Derivative factors of the pre-activations, so that the backward scan only
+        # multiplies: dZ = [dc, ..., dc, dh] * a, with dc += dh * a_c.
+        i, f, g, o, tanh_c = act.i, act.f, act.g, act.o, act.tanh_c
+        by_gate = {"i": g * i * (1 - i), "g": i * (1 - g * g), "o": tanh_c * o * (1 - o)}
         if f is not None:
-            factors["f"] = (c if "i" in gates else c - g) * f * (1 - f)
-        a = jnp.concatenate([factors[k] for k in gates], axis=-1)
-        res = (a, o * (1 - tc * tc)) + ((f,) if f is not None else ())
-        return state_new, (out, res)
+            by_gate["f"] = (c if "i" in gates else c - g) * f * (1 - f)
+        a = jnp.concatenate([by_gate[k] for k in gates], axis=-1)
+        factors = (a, o * (1 - tanh_c * tanh_c)) + ((f,) if f is not None else ())
+        return state_new, (out, factors)
 
     carry_T, out = _forward_scan(body, tuple(carry), init, xs, mask, resets, unroll)
-    return (carry_T, out) if not keep else (carry_T, out[0], out[1])
+    return carry_T, out[0], out[1]
 
 
-def _lstm_backward(gates, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
-                   douts):
+def _lstm_backward(gates, unroll, params, mask, resets, outs, factors, dcarry, douts):
     w_hT = params["w_h"].T
     n = len(gates)
     has_f = "f" in gates
@@ -342,18 +433,19 @@ def _lstm_backward(gates, unroll, params, carry, init, xs, mask, resets, outs, r
         dz = _zero_padded(m, jnp.concatenate([dc_tot] * (n - 1) + [dh], axis=-1) * a)
         dh_prev = dz @ w_hT
         dc_prev = dc_tot if f is None else dc_tot * f
-        return (_blend(m, dh_prev, dh), _blend(m, dc_prev, dc)), dz
+        return (_where_valid(m, dh_prev, dh), _where_valid(m, dc_prev, dc)), dz
 
-    seq = ((douts[0], douts[1] if with_c else None), res)
-    dcarry0, dinit, dz = _backward_scan(body, tuple(dcarry), seq, mask, resets, unroll)
-    h_prev = _h_prev(carry[0], outs[0], None if init is None else init[0], resets)
-    return dcarry0, dinit, _dxs(params["w_x"], dz), (xs, h_prev, dz)
+    seq = ((douts[0], douts[1] if with_c else None), factors)
+    return _backward_scan(body, tuple(dcarry), seq, mask, resets, unroll)
 
 
-def _dense_grads(cfg, params, weight_inputs):
-    """``W_x``, ``W_h`` and ``b`` gradients, each one matmul over all ``T * B`` rows."""
-    xs, h_prev, dz = weight_inputs
-    return {"w_x": _mm_tn(xs, dz), "w_h": _mm_tn(h_prev, dz), "b": jnp.sum(_rows(dz), axis=0)}
+def _dense_taps(variant, params, xs, h_prev, factors):
+    """LSTM and RNN: ``z = x W_x + h_prev W_h + b``, so one tap per weight."""
+    return xs @ params["w_x"], h_prev @ params["w_h"]
+
+
+def _dense_tap_cotangents(variant, dz, factors):
+    return (dz, dz), {"b": _row_sum(dz)}
 
 
 def lstm_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
@@ -373,7 +465,7 @@ def lstm_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, 
     if width != len(gates) * H or any(k.startswith("p_") for k in params):
         raise ValueError(f"params do not match gates={gates} without peepholes: w_h has shape "
                          f"{(H, width)}, expected {(H, len(gates) * H)}; keys {sorted(params)}")
-    return _run("lstm", gates, unroll, params, tuple(carry), xs, lengths, resets, reverse,
+    return _fast_unroll("lstm", gates, unroll, params, tuple(carry), xs, lengths, resets, reverse,
                 return_carries, None if reset_carry is None else tuple(reset_carry))
 
 
@@ -382,21 +474,21 @@ def lstm_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, 
 _RNN_ACTS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 
-def _rnn_forward(activation, unroll, params, carry, init, xs, mask, resets, keep, with_c):
+def _rnn_forward(activation, unroll, params, carry, init, xs, mask, resets, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
     act = _RNN_ACTS[activation]
 
     def body(h, x, m):
         h_new = act(x @ w_x + h @ w_h + b)
-        return _blend(m, h_new, h), (_zero_padded(m, h_new),)
+        return _where_valid(m, h_new, h), (_zero_padded(m, h_new),)
 
     h, out = _forward_scan(body, carry, init, xs, mask, resets, unroll)
-    return (h, out, ()) if keep else (h, out)
+    # The RNN's backward needs no factors: f'(z) comes from the outputs.
+    return h, out, ()
 
 
-def _rnn_backward(activation, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
-                  douts):
+def _rnn_backward(activation, unroll, params, mask, resets, outs, factors, dcarry, douts):
     w_hT = params["w_h"].T
     ys = outs[0]
     # f'(z) from the outputs, in one pass over the whole sequence: tanh' = 1 - h^2;
@@ -407,10 +499,9 @@ def _rnn_backward(activation, unroll, params, carry, init, xs, mask, resets, out
         dy, d_t = inp
         dh = dh + dy
         dz = _zero_padded(m, dh * d_t)
-        return _blend(m, dz @ w_hT, dh), dz
+        return _where_valid(m, dz @ w_hT, dh), dz
 
-    dh0, dinit, dz = _backward_scan(body, dcarry, (douts[0], d), mask, resets, unroll)
-    return dh0, dinit, _dxs(params["w_x"], dz), (xs, _h_prev(carry, ys, init, resets), dz)
+    return _backward_scan(body, dcarry, (douts[0], d), mask, resets, unroll)
 
 
 def rnn_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
@@ -419,51 +510,33 @@ def rnn_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, u
     """Fast path of ``rnn_jax.cells.rnn``: params ``{"w_x", "w_h", "b"}``, carry ``h``."""
     if activation not in _RNN_ACTS:
         raise ValueError(f"activation must be one of {sorted(_RNN_ACTS)}, got {activation!r}")
-    return _run("rnn", activation, unroll, params, carry, xs, lengths, resets, reverse,
+    return _fast_unroll("rnn", activation, unroll, params, carry, xs, lengths, resets, reverse,
                 return_carries, reset_carry)
 
 
 # ---------------------------------------------------------------------------- GRU
 
-def _gru_forward(reset_after, unroll, params, carry, init, xs, mask, resets, keep, with_c):
+def _gru_forward(reset_after, unroll, params, carry, init, xs, mask, resets, with_c):
     w_x, w_h = params["w_x"], params["w_h"]
     b = params["b"].reshape((1, -1))
-    H = w_h.shape[0]
-    if reset_after:
-        b_hn = params["b_hn"].reshape((1, -1))
-    else:
-        w_rz, w_n = w_h[:, :2 * H], w_h[:, 2 * H:]
+    b_hn = params["b_hn"] if reset_after else None
 
     def body(h, x, m):
-        zx = x @ w_x + b
-        if reset_after:
-            zh = h @ w_h
-            r = jax.nn.sigmoid(zx[:, :H] + zh[:, :H])
-            z = jax.nn.sigmoid(zx[:, H:2 * H] + zh[:, H:2 * H])
-            hn = zh[:, 2 * H:] + b_hn
-            n = jnp.tanh(zx[:, 2 * H:] + r * hn)
-        else:
-            zh = h @ w_rz
-            r = jax.nn.sigmoid(zx[:, :H] + zh[:, :H])
-            z = jax.nn.sigmoid(zx[:, H:2 * H] + zh[:, H:])
-            n = jnp.tanh(zx[:, 2 * H:] + (r * h) @ w_n)
-        h_new = z * h + (1.0 - z) * n
-        out = (_zero_padded(m, h_new),)
-        if not keep:
-            return _blend(m, h_new, h), out
+        act = gru_gates(x @ w_x + b, h, w_h, b_hn)
+        r, z, n = act.r, act.z, act.n
+        # Derivative factors: dZ_x = dh * a, block by block (r, z, n). The r block reads
+        # h_prev through the candidate: r * h_n with reset_after, r * h_prev otherwise.
         a_z = (h - n) * z * (1 - z)
         a_n = (1 - z) * (1 - n * n)
         dr = r * (1 - r)
-        # dZ_x = dh * a; with reset_after the r block also needs (W_hn h + b_hn).
-        a = jnp.concatenate([a_n * hn * dr if reset_after else dr * h, a_z, a_n], axis=-1)
-        return _blend(m, h_new, h), (out, (a, z, r))
+        a = jnp.concatenate([a_n * act.h_n * dr if reset_after else dr * h, a_z, a_n], axis=-1)
+        return _where_valid(m, act.h, h), ((_zero_padded(m, act.h),), (a, z, r))
 
     h, out = _forward_scan(body, carry, init, xs, mask, resets, unroll)
-    return (h, out) if not keep else (h, out[0], out[1])
+    return h, out[0], out[1]
 
 
-def _gru_backward(reset_after, unroll, params, carry, init, xs, mask, resets, outs, res, dcarry,
-                  douts):
+def _gru_backward(reset_after, unroll, params, mask, resets, outs, factors, dcarry, douts):
     w_h = params["w_h"]
     H = w_h.shape[0]
     w_hT = w_h.T
@@ -482,26 +555,30 @@ def _gru_backward(reset_after, unroll, params, carry, init, xs, mask, resets, ou
             dzx = _zero_padded(m, jnp.concatenate([d_rh * a[:, :H], dh * a[:, H:2 * H], dz_n],
                                                   axis=-1))
             dh_prev = dh * z + d_rh * r + dzx[:, :2 * H] @ w_rzT
-        return _blend(m, dh_prev, dh), dzx
+        return _where_valid(m, dh_prev, dh), dzx
 
-    dh0, dinit, dzx = _backward_scan(body, dcarry, (douts[0], res), mask, resets, unroll)
-    h_prev = _h_prev(carry, outs[0], init, resets)
-    return dh0, dinit, _dxs(params["w_x"], dzx), (xs, h_prev, dzx, res[2])
+    return _backward_scan(body, dcarry, (douts[0], factors), mask, resets, unroll)
 
 
-def _gru_weight_grads(reset_after, params, weight_inputs):
-    xs, h_prev, dzx, r = weight_inputs
-    H = h_prev.shape[-1]
-    out = {"w_x": _mm_tn(xs, dzx), "b": jnp.sum(_rows(dzx), axis=0)}
+def _gru_taps(reset_after, params, xs, h_prev, factors):
+    w_h = params["w_h"]
+    H = w_h.shape[0]
+    if reset_after:
+        # z_h = h_prev W_h for all three blocks; the n block's is scaled by r afterwards.
+        return xs @ params["w_x"], h_prev @ w_h
+    # The candidate reads (r * h_prev) W_hn, the r and z gates h_prev W_hrz.
+    r = factors[2]
+    return xs @ params["w_x"], h_prev @ w_h[:, :2 * H], (r * h_prev) @ w_h[:, 2 * H:]
+
+
+def _gru_tap_cotangents(reset_after, dzx, factors):
+    r = factors[2]
+    H = r.shape[-1]
     if reset_after:
         dz_hn = dzx[..., 2 * H:] * r
-        out["w_h"] = jnp.concatenate([_mm_tn(h_prev, dzx[..., :2 * H]), _mm_tn(h_prev, dz_hn)],
-                                     axis=-1)
-        out["b_hn"] = jnp.sum(_rows(dz_hn), axis=0)
-    else:
-        out["w_h"] = jnp.concatenate([_mm_tn(h_prev, dzx[..., :2 * H]),
-                                      _mm_tn(r * h_prev, dzx[..., 2 * H:])], axis=-1)
-    return out
+        dzh = jnp.concatenate([dzx[..., :2 * H], dz_hn], axis=-1)
+        return (dzx, dzh), {"b": _row_sum(dzx), "b_hn": _row_sum(dz_hn)}
+    return (dzx, dzx[..., :2 * H], dzx[..., 2 * H:]), {"b": _row_sum(dzx)}
 
 
 def gru_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, unroll=1,
@@ -512,16 +589,22 @@ def gru_unroll(params, carry, xs, *, lengths=None, resets=None, reverse=False, u
     if ("b_hn" in params) != bool(reset_after):
         raise ValueError(f"params {'lack' if reset_after else 'have'} 'b_hn': they do not come "
                          f"from cells.gru(reset_after={bool(reset_after)})")
-    return _run("gru", bool(reset_after), unroll, params, carry, xs, lengths, resets, reverse,
+    return _fast_unroll("gru", bool(reset_after), unroll, params, carry, xs, lengths, resets, reverse,
                 return_carries, reset_carry)
 
 
-_IMPL = {
+# Per cell kind: the forward and backward scans, and the weight taps with their
+# cotangents (see _sequence_fn).
+_SCANS = {
     "lstm": (_lstm_forward, _lstm_backward),
     "rnn": (_rnn_forward, _rnn_backward),
     "gru": (_gru_forward, _gru_backward),
 }
-_WEIGHT_GRADS = {"lstm": _dense_grads, "rnn": _dense_grads, "gru": _gru_weight_grads}
+_TAPS = {
+    "lstm": (_dense_taps, _dense_tap_cotangents),
+    "rnn": (_dense_taps, _dense_tap_cotangents),
+    "gru": (_gru_taps, _gru_tap_cotangents),
+}
 
 
 def for_cell(kind: str, **options):

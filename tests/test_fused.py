@@ -177,10 +177,29 @@ def test_fast_path_gradients_match_finite_differences():
 
 
 def test_forward_mode_is_refused_by_the_fast_path():
-    # custom_vjp has no JVP rule; the plain path is the one to use for jax.jvp.
+    # custom_vjp has no JVP rule; the plain path is the one to use for jax.jvp, and the
+    # error must say so (issue 18), whichever forward-mode transform reaches it.
     _, fast, params, carry, xs = _setup("rnn_tanh")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="fused=False"):
         jax.jvp(lambda x: fast(params, carry, x)[1], (xs,), (xs,))
+    cell, _, params, carry, xs = _setup("gru")
+    loss = lambda p, x: jnp.sum(rnn_jax.unroll(cell, p, carry, x)[1])
+    attempts = {
+        "jvp": lambda: jax.jvp(lambda x: loss(params, x), (xs,), (xs,)),
+        "jit(jvp)": lambda: jax.jit(lambda x: jax.jvp(lambda x: loss(params, x), (x,), (x,)))(xs),
+        "jacfwd": lambda: jax.jacfwd(loss, argnums=1)(params, xs),
+        "hessian": lambda: jax.hessian(loss)(params, xs),
+    }
+    for name, attempt in attempts.items():
+        with pytest.raises(fused.ForwardModeError, match="GRU.*Pass fused=False"):
+            attempt()
+    # A second reverse-mode derivative would need the hand-written backward's own
+    # derivative: refused too, never a silently wrong (e.g. zero) second derivative.
+    scale = lambda s: loss(params, s * xs)
+    with pytest.raises(fused.ForwardModeError, match="second derivative.*Pass fused=False"):
+        jax.grad(jax.grad(scale))(1.0)
+    # Reverse mode passes the check (every gradient test here), and fused=False runs
+    # forward mode (test_unroll_takes_the_fast_path_by_default_and_the_plain_one_on_request).
 
 
 def test_for_cell_covers_only_supported_variants():

@@ -16,7 +16,7 @@ from rnn_jax import fused
 from rnn_jax import initializers as inits
 from rnn_jax.cells.base import (Cell, ACTIVATIONS, bias_like, check_input, check_size,
                                 dense_init, split_gates, zeros_carry)
-from rnn_jax.gates import lstm_pointwise
+from rnn_jax.gates import gru_gates, lstm_pointwise
 
 # ----------------------------------------------------------------------------- RNN
 
@@ -194,29 +194,15 @@ def gru(hidden_size: int, *, reset_after: bool = False,
         check_input(x, params, h, H)
         zx = x @ params["w_x"]
         zx = zx + bias_like(params["b"], zx)
-        x_r, x_z, x_n = split_gates(zx, 3)
-        if reset_after:
-            zh = h @ params["w_h"]
-            h_r, h_z, h_n = split_gates(zh, 3)
-            r = jax.nn.sigmoid(x_r + h_r)
-            z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + r * (h_n + bias_like(params["b_hn"], h_n)))
-        else:
-            w_rz, w_n = params["w_h"][:, :2 * H], params["w_h"][:, 2 * H:]
-            h_r, h_z = split_gates(h @ w_rz, 2)
-            r = jax.nn.sigmoid(x_r + h_r)
-            z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + (r * h) @ w_n)
-        return z, n
+        return gru_gates(zx, h, params["w_h"], params["b_hn"] if reset_after else None)
 
     def step(params, h, x):
-        z, n = gates_of(params, h, x)
-        h = z * h + (1.0 - z) * n
+        h = gates_of(params, h, x).h
         return h, h
 
     def retention(params, h, x):
         # h_t = z_t h_{t-1} + (1 - z_t) n_t: the update gate keeps a fraction z_t.
-        return gates_of(params, h, x)[0]
+        return gates_of(params, h, x).z
 
     return Cell(init, zeros_carry(H, dtype, 1), step, H, ("r", "z", "n"),
                 fast_unroll=fused.for_cell("gru", reset_after=reset_after),

@@ -35,7 +35,7 @@ from jax.flatten_util import ravel_pytree
 
 from rnn_jax.diagnostics._common import (accumulation_dtype, check_batch_ndim, check_lengths,
                                          masked, per_example)
-from rnn_jax.gates import lstm_pointwise
+from rnn_jax.gates import gru_gates, lstm_pointwise
 from rnn_jax._scan import check_carry as _check_carry, num_steps as _num_steps
 
 Step = Callable[[Any, Any, Any], tuple[Any, Any]]
@@ -495,15 +495,13 @@ def gate_activations(cell, params, carry, xs):
     _check_common(cell.step, params, carry, xs)
     states = _forward_states(cell.step, params, carry, xs)
     prev = jax.tree_util.tree_map(lambda c0, s: jnp.concatenate([c0[None], s[:-1]]), carry, states)
-    H = cell.hidden_size
     n = len(gates)
     h_prev = prev[0] if is_lstm else prev
     z = jnp.einsum("t...i,ij->t...j", xs, params["w_x"])
     b = params["b"].reshape((1,) * (z.ndim - 1) + params["b"].shape)
     if is_gru:
-        zh = jnp.einsum("t...i,ij->t...j", h_prev, params["w_h"][:, :2 * H])
-        blocks = jnp.split(z[..., :2 * H] + b[..., :2 * H] + zh, 2, axis=-1)
-        return {"r": jax.nn.sigmoid(blocks[0]), "z": jax.nn.sigmoid(blocks[1])}
+        act = gru_gates(z + b, h_prev, params["w_h"], params.get("b_hn"))
+        return {"r": act.r, "z": act.z}
     z = z + b + jnp.einsum("t...i,ij->t...j", h_prev, params["w_h"])
     peep = {g: params["p_" + g] for g in "ifo" if "p_" + g in params}
     act = lstm_pointwise(dict(zip(gates, jnp.split(z, n, axis=-1))), prev[1], peep)

@@ -169,8 +169,11 @@ def check_optimizer(config) -> None:
         _nonneg_float(config, "optimizer.recurrent.clip_norm")
 
 
-def validate(config) -> None:
+def validate(config, model=None):
     """Raise ValueError/TypeError naming the bad field and its allowed values.
+
+    Returns the ``models.make_model(config)`` it checked (``model`` when given, else
+    built here), so a run builds its model once (:func:`rnn_jax.train.training.make_setup`).
 
     Runs in Python before anything is traced or compiled; the task's own checks (e.g.
     a minimum ``seq_len``) run through ``jax.eval_shape`` of its sampler, which does
@@ -203,7 +206,7 @@ def validate(config) -> None:
     distributed.layout(config)
 
     # Cell and task constructors, and the task's own checks on seq_len.
-    model = models.make_model(config)
+    model = models.make_model(config) if model is None else model
     try:
         batch = jax.eval_shape(functools.partial(model.task.sample, batch_size=config.batch_size,
                                                  seq_len=config.task.seq_len),
@@ -213,3 +216,4 @@ def validate(config) -> None:
                          f"{config.task.name!r}: {e}") from e
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
     jax.eval_shape(model.apply, params, batch)
+    return model

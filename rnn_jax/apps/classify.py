@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -237,19 +237,14 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
 
 # ------------------------------------------------------------------------- training
 
-class ClassifyState(NamedTuple):
-    params: Any
-    opt_state: Any
-    step: jax.Array
-
-
 def xent(logits, labels):
     """Mean cross-entropy (nats) of ``logits [B, C]`` against integer ``labels [B]``."""
     return jnp.mean(layers.softmax_xent(logits, labels))
 
 
-def make_train_step(config, model: Classifier):
-    optimizer = training.make_optimizer(config)
+def make_train_step(config, model: Classifier, optimizer=None):
+    """``(state, batch) -> (state, metrics)`` on a :class:`~rnn_jax.train.training.TrainState`."""
+    optimizer = training.make_optimizer(config) if optimizer is None else optimizer
 
     def loss_fn(params, batch):
         logits, _ = model.apply(params, batch["inputs"], batch["lengths"])
@@ -257,9 +252,8 @@ def make_train_step(config, model: Classifier):
 
     def train_step(state, batch):
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         acc = jnp.mean(jnp.argmax(logits, axis=-1) == batch["labels"])
-        return (ClassifyState(optax.apply_updates(state.params, updates), opt_state, state.step + 1),
+        return (state.apply_gradients(grads=grads, tx=optimizer),
                 {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads)})
 
     return train_step
@@ -342,7 +336,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     (rows true, columns predicted), ``classes``, ``num_params`` and data facts.
     """
     from absl import logging
-    from rnn_jax.train import driver
+    from rnn_jax.train import loop
 
     validate(config)
     data = load_dataset(config)
@@ -352,10 +346,6 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     batch_indices(n_train, config.batch_size, config.seed, 0)  # raises if the batch is too big
     optimizer = training.make_optimizer(config)
     apply_jit = jax.jit(model.apply)
-
-    def init_state(key):
-        params = model.init(key)
-        return ClassifyState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
     def batch(step):
         idx = batch_indices(n_train, config.batch_size, config.seed, step)
@@ -368,9 +358,12 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         return {METRIC: float(np.mean(preds == labels)),
                 "cross_entropy": float(xent(jnp.asarray(logits), jnp.asarray(labels)))}, preds, weights
 
-    state, wall = driver.run(config, workdir, init_state=init_state,
-                             train_step=make_train_step(config, model), batch=batch,
-                             evaluate=lambda p: evaluate(p)[0], metric=METRIC)
+    train_step = jax.jit(make_train_step(config, model, optimizer), donate_argnums=0)
+    init = jax.jit(lambda key: training.TrainState.create(params=model.init(key), tx=optimizer))
+    out = loop.run(config, workdir, init=lambda: init(jax.random.PRNGKey(config.seed)),
+                   advance=lambda state, step, n: train_step(state, batch(step)),
+                   evaluate=lambda state: evaluate(state.params)[0], metric=METRIC)
+    state, wall = out.state, out.wall_s
 
     ev, preds, weights = evaluate(state.params)
     labels = data.test["labels"]

@@ -178,7 +178,7 @@ class Checkpointer:
     def _restore_fields(self, step: int, like, fields: dict):
         """A dataclass state, restored field by field (module docstring)."""
         try:
-            saved = set(self.manager.item_metadata(step)["state"].keys())
+            saved = self._saved_fields(step)
         except Exception as e:  # noqa: BLE001 - unreadable metadata is damage
             raise DamagedCheckpointError(step, self._step_dir(step), "its state metadata cannot "
                                          f"be read: {type(e).__name__}: {_first_line(str(e))}") from e
@@ -196,6 +196,13 @@ class Checkpointer:
                 "--workdir")
         restored = self._restore_tree(step, {k: v for k, v in fields.items() if k in saved})
         return like.replace(**restored, **fill)
+
+    def _saved_fields(self, step: int) -> set:
+        """The top-level names of the state saved at ``step``, from orbax's tree metadata
+        (``state/_METADATA``: each leaf's key path), without reading any array."""
+        with open(os.path.join(self._step_dir(step), "state", "_METADATA")) as f:
+            tree = json.load(f)["tree_metadata"]
+        return {leaf["key_metadata"][0]["key"] for leaf in tree.values()}
 
     def _restore_tree(self, step: int, like):
         abstract = jax.tree_util.tree_map(

@@ -251,6 +251,8 @@ class LoopResult(NamedTuple):
       best_params: with ``keep_best``, host copies of the params at the best eval by
         ``metric``; else None.
       best_step: the step of ``best_params`` (None without ``keep_best``).
+      best_checkpoint: the kept checkpoint's step with the best ``metric`` (None
+        without checkpoints).
       wall_s: the seconds this call spent.
     """
 
@@ -260,6 +262,7 @@ class LoopResult(NamedTuple):
     last_eval: Any
     best_params: Any
     best_step: Any
+    best_checkpoint: Any
     wall_s: float
 
 
@@ -288,7 +291,7 @@ def _mean_over_steps(pending: list) -> dict:
             for k in pending[0]}
 
 
-def run(config, workdir: str, *, init: Callable[[], Any],
+def run(config, workdir: str | None, *, init: Callable[[], Any],
         advance: Callable[[Any, int, int], tuple], evaluate: Callable[[Any], dict],
         metric: str, higher_is_better: bool = True, chunk: int = 1,
         check_metrics: Callable | None = None, probe: Callable | None = None,
@@ -310,7 +313,8 @@ def run(config, workdir: str, *, init: Callable[[], Any],
       config: a validated, resolved config with ``num_steps``, ``log_every``,
         ``eval_every``, ``checkpoint_every``, ``keep_checkpoints``, ``progress_every_s``;
         saved with each checkpoint and written to ``config.json``.
-      workdir: the run directory.
+      workdir: the run directory (None: only with ``checkpoints=False``; then nothing is
+        written except to ``logger``).
       init: ``() -> state``, the fresh state (jitted by the caller); on resume the
         checkpoint is restored onto it (a field an old checkpoint lacks comes from it).
       advance: ``(state, step, n) -> (state, metrics)``: ``n`` steps from ``step``;
@@ -345,7 +349,10 @@ def run(config, workdir: str, *, init: Callable[[], Any],
     log_every = config.log_every if log_every is None else log_every
     eval_every = config.eval_every if eval_every is None else eval_every
     ckpt_every = config.checkpoint_every if checkpoints else 0
-    os.makedirs(workdir, exist_ok=True)
+    if workdir is None and checkpoints:
+        raise ValueError("workdir=None (nothing written) needs checkpoints=False")
+    if workdir is not None:
+        os.makedirs(workdir, exist_ok=True)
     ckpt = None
     if checkpoints:
         ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
@@ -353,7 +360,7 @@ def run(config, workdir: str, *, init: Callable[[], Any],
     try:
         # Damaged checkpoints are set aside; config and num_steps checked; before writing.
         start = ckpt.resume_step(config) if ckpt is not None else None
-        if primary and checkpoints:
+        if primary and workdir is not None:
             write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         state = init()
         if start is not None:
@@ -365,7 +372,8 @@ def run(config, workdir: str, *, init: Callable[[], Any],
             state = place(state)
         own_logger = logger is None
         if own_logger:
-            logger = MetricsLogger(workdir, start_step=start) if primary else _NoLogger()
+            logger = (MetricsLogger(workdir, start_step=start) if primary and workdir is not None
+                      else _NoLogger())
         evals = _earlier_evals(workdir, start) if primary and checkpoints else []
         best = best_value = best_step = None
         if keep_best:  # until an eval improves on it, the best is where training starts
@@ -375,7 +383,7 @@ def run(config, workdir: str, *, init: Callable[[], Any],
             probe = probe(start)
             if start == 0:
                 probe(0, state, logger)
-        progress = Progress(start, config.num_steps, config.progress_every_s)
+        progress = Progress(start, config.num_steps, config.get("progress_every_s", math.inf))
         step, pending, last_eval = start, [], None
         stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
         try:
@@ -420,7 +428,9 @@ def run(config, workdir: str, *, init: Callable[[], Any],
                 ckpt.wait()
             if own_logger:
                 logger.close()
+        best_checkpoint = ckpt.best_step() if ckpt is not None else None
     finally:
         if ckpt is not None:
             ckpt.close()
-    return LoopResult(state, step, evals, last_eval, best, best_step, time.perf_counter() - t0)
+    return LoopResult(state, step, evals, last_eval, best, best_step, best_checkpoint,
+                      time.perf_counter() - t0)

@@ -163,3 +163,37 @@ def test_state_is_saved_as_its_non_none_fields():
     state = training.TrainState.create(params={"w": jnp.ones((2,))}, tx=training.make_optimizer(
         training.default_config()), key=jax.random.PRNGKey(0))
     assert sorted(checkpointing._fields(state)) == ["key", "opt_state", "params", "step"]
+
+
+@pytest.mark.parametrize("cell,recurrent", [
+    ("rnn", {"w_h"}), ("lstm", {"w_h"}), ("gru", {"w_h"}), ("slstm", {"r"}),
+    ("indrnn", {"u"}), ("lru", {"nu_log", "theta_log"}), ("min_gru", set()),
+    ("min_lstm", set())])
+def test_the_recurrent_param_group_holds_each_cells_recurrent_parameters(cell, recurrent):
+    """Which parameters feed the state back (from each cell's step equations): the
+    classic cells' h_{t-1} W_h, the sLSTM's R h_{t-1}, the IndRNN's u * h_{t-1}, the
+    LRU's diagonal lambda(nu, theta); min_gru/min_lstm gate on the input alone."""
+    c = _engine_config()
+    c.cell = cell
+    params = jax.eval_shape(models.make_model(c).init, jax.random.PRNGKey(0))
+    labels = training.recurrent_labels(params)
+    got = {jax.tree_util.keystr(p).split("'")[-2]
+           for p, lab in jax.tree_util.tree_flatten_with_path(labels)[0] if lab == "recurrent"}
+    assert got == recurrent
+    assert all(lab == "default" for lab in jax.tree_util.tree_leaves(labels["readout"]))
+
+
+def test_the_recurrent_learning_rate_reaches_an_lru_eigenvalue_only():
+    """SGD with lr 0 on the default group and lr 0.1 on the recurrent one: after one
+    step only nu_log and theta_log move."""
+    c = _engine_config()
+    c.cell = "lru"
+    c.optimizer.name, c.optimizer.learning_rate = "sgd", 1e-30
+    c.optimizer.recurrent.enabled, c.optimizer.recurrent.learning_rate = True, 0.1
+    setup = training.make_setup(c)
+    state = training.init_state(c, jax.random.PRNGKey(0), setup=setup)
+    batch = setup.task.sample(jax.random.PRNGKey(1), c.batch_size, c.task.seq_len)
+    new, _ = jax.jit(training.make_train_step(c, setup=setup))(state, batch, None)
+    for name, a in new.params["cell"].items():
+        moved = bool(np.any(np.asarray(a) != np.asarray(state.params["cell"][name])))
+        assert moved == (name in ("nu_log", "theta_log")), name

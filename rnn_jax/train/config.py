@@ -59,7 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
     o.clip_norm = 0.0                    # global_norm threshold (Pascanu et al. 2013); 0 = no clipping
     o.clip_value = 1.0                   # value mode: clip each gradient entry to [-v, v]
     o.adaptive_clip = 0.01               # adaptive mode: unit-wise ratio (Brock et al. 2021)
-    # Separate settings for the recurrent weights (params named "w_h"), via optax.multi_transform.
+    # Separate settings for the recurrent weights (training.RECURRENT_PARAMS), via optax.multi_transform.
     r = o.recurrent = ml_collections.ConfigDict()
     r.enabled = False
     r.learning_rate = 1e-3               # same schedule shape, this peak value

@@ -207,18 +207,29 @@ def make_clipper(config) -> optax.GradientTransformation:
     return optax.identity()
 
 
+# The parameters through which the state feeds back into itself, by leaf name: the
+# recurrent matrices of the classic cells and LSTM variants (``w_h``), the sLSTM's
+# block-diagonal recurrent matrix (``r``), the IndRNN's per-unit recurrent weight (``u``),
+# and the LRU's eigenvalues, ``lambda = exp(-exp(nu_log) + i exp(theta_log))``. Not the
+# LRU's input normalisation ``gamma_log`` (it scales the input, not the state) nor LSTMP's
+# output projection ``w_r``. min_gru and min_lstm have no recurrent weights (their gates
+# read the input only). No other parameter of the models, apps or layers has these names.
+RECURRENT_PARAMS = ("w_h", "r", "u", "nu_log", "theta_log")
+
+
 def recurrent_labels(params):
-    """``"recurrent"`` for every leaf named ``w_h``, ``"default"`` for the rest."""
+    """``"recurrent"`` for every leaf named in :data:`RECURRENT_PARAMS`, ``"default"``
+    for the rest."""
     def label(path, _):
         last = path[-1] if path else None
-        return "recurrent" if getattr(last, "key", None) == "w_h" else "default"
+        return "recurrent" if getattr(last, "key", None) in RECURRENT_PARAMS else "default"
     return jax.tree_util.tree_map_with_path(label, params)
 
 
 def make_optimizer(config, *, clipper=None) -> optax.GradientTransformation:
     """Clipping, then the optimizer with its schedule, all chosen by ``config.optimizer``.
 
-    With ``optimizer.recurrent.enabled`` the recurrent weights (``w_h``) get their own
+    With ``optimizer.recurrent.enabled`` the recurrent weights (:data:`RECURRENT_PARAMS`) get their own
     learning rate and an optional extra clip over their gradients
     (``optax.multi_transform``); the global clip still sees the whole gradient first.
     ``clipper``: the ``make_clipper(config)`` already built, if any.

@@ -339,10 +339,8 @@ def load_data(config) -> Corpus:
 def resolve_config(config, vocab: text_data.Vocab):
     """A copy of ``config`` with the vocabulary recorded (``data.vocab``: the characters of
     ids 1.., in order), so a checkpoint carries everything needed to decode its outputs."""
-    config = copy.deepcopy(config)
+    config = training.resolve_config(config)  # the cosine schedule's length pinned
     config.unlock()
-    if config.optimizer.schedule == "warmup_cosine" and config.optimizer.decay_steps == 0:
-        config.optimizer.decay_steps = config.num_steps
     config.data.vocab = "".join(vocab.tokens[vocab.num_reserved:])
     config.lock()
     return config

@@ -99,15 +99,18 @@ class Setup(NamedTuple):
 def resolve_config(config, task=None):
     """A copy of ``config`` with defaults that depend on other fields filled in.
 
-    ``task``: the config's task when already built (its ``eval_size`` is the default of
-    ``task.eval_size = 0``).
+    The one copy for the engine and the apps: the cosine schedule's length is pinned
+    (``optimizer.decay_steps = 0`` becomes ``num_steps``), so resuming with a larger
+    ``num_steps`` cannot silently stretch the schedule of a run under way (the
+    checkpoint check refuses it instead); for the engine's configs, ``task.eval_size =
+    0`` becomes the task's own. ``task``: the config's task when already built.
     """
     config = copy.deepcopy(config)
     # Only the cosine schedule has a length; resolving it for the others would make a
     # resume with a different num_steps look like a changed optimizer.
     if config.optimizer.schedule == "warmup_cosine" and config.optimizer.decay_steps == 0:
         config.optimizer.decay_steps = config.num_steps
-    if config.task.eval_size == 0:
+    if "eval_size" in config.get("task", {}) and config.task.eval_size == 0:
         config.task.eval_size = (models.make_task(config) if task is None else task).eval_size
     return config
 

@@ -116,14 +116,7 @@ def validate(config) -> None:
     config_lib.check_optimizer(config)
 
 
-def resolve_config(config):
-    """A copy of ``config`` with the cosine schedule's length pinned (``decay_steps = 0``
-    becomes ``num_steps``), so resuming with a larger ``num_steps`` cannot silently
-    stretch the schedule of a run under way: the checkpoint check refuses it instead."""
-    config = copy.deepcopy(config)
-    if config.optimizer.schedule == "warmup_cosine" and config.optimizer.decay_steps == 0:
-        config.optimizer.decay_steps = config.num_steps
-    return config
+resolve_config = training.resolve_config  # the cosine schedule's length pinned
 
 
 def make_task(config) -> tasks_lib.Task:

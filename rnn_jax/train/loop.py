@@ -1,10 +1,17 @@
-"""``train_and_evaluate(config, workdir)``: the driver around the pure training functions.
+"""The one training loop (:func:`run`) and the engine's ``train_and_evaluate(config, workdir)``.
 
-What it does, in order:
+:func:`run` is the loop of the engine and of every application (classify, seq2seq,
+the char LM with its TBPTT carry in the state, forecasting with its best-on-validation
+params): resume, ``config.json``, the log/eval/checkpoint cadence, Ctrl-C checkpoint,
+progress; it returns the eval history. What differs between them is the ``advance``
+function it calls (a chunk of vmapped, scanned steps, or one jitted step on a host batch).
 
-1. validates the config (before anything compiles) and resolves its defaults
+What the engine's ``train_and_evaluate`` does, in order:
+
+1. validates the config (before anything compiles), resolves its defaults
    (for the warmup_cosine schedule ``optimizer.decay_steps = 0`` -> ``num_steps``,
-   ``task.eval_size = 0`` -> the task's own);
+   ``task.eval_size = 0`` -> the task's own) and builds the model, task and optimizer
+   once (:func:`rnn_jax.train.training.make_setup`);
 2. opens ``<workdir>/checkpoints``; if it holds a checkpoint, checks that it was
    written with a compatible config and resumes from the latest one;
 3. writes the resolved config to ``<workdir>/config.json``;

@@ -44,7 +44,7 @@ from rnn_jax import layers, models, ops
 from rnn_jax.train import training
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import workdir as workdir_lib
-from rnn_jax.train.metrics_log import quiet_orbax, write_json
+from rnn_jax.train.metrics_log import write_json
 
 EXPERIMENT = "classify"
 METRIC = "accuracy"
@@ -321,12 +321,11 @@ def _plot_attention(weights, lengths, labels, preds, classes, path_stem, count=8
     plotting.save(fig, path_stem)
 
 
+# Validated before the claim (a bad config writes nothing); orbax is quiet in the loop.
+@workdir_lib.claims(EXPERIMENT, validate=validate, resumable=config_lib.RESUMABLE_FIELDS)
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the classifier of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    validate(config)  # before the claim: a bad config writes nothing
-    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
-                                          resumable=config_lib.RESUMABLE_FIELDS):
-        return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir)
 
 
 def _train_and_evaluate(config, workdir: str) -> dict:

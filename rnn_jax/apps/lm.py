@@ -368,12 +368,11 @@ def _plot_curve(workdir, records):
     plotting.save(fig, os.path.join(workdir, "val_bpc"))
 
 
+# Validated before the claim (a bad config writes nothing); orbax is quiet in the loop.
+@workdir_lib.claims(EXPERIMENT, validate=validate, resumable=config_lib.RESUMABLE_FIELDS)
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the char LM of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    validate(config)  # before the claim: a bad config writes nothing
-    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
-                                          resumable=config_lib.RESUMABLE_FIELDS):
-        return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir)
 
 
 def _train_and_evaluate(config, workdir: str) -> dict:

@@ -92,8 +92,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     # make_train): validation happens before the workdir is claimed, so a bad config
     # writes nothing.
     setup = training.make_setup(config)
-    with quiet_orbax(), workdir_lib.claim(workdir, "train", setup.config,
-                                          resumable=config_lib.RESUMABLE_FIELDS):
+    with workdir_lib.claim(workdir, "train", setup.config,
+                           resumable=config_lib.RESUMABLE_FIELDS):
         return _train(setup, workdir)
 
 
@@ -352,6 +352,18 @@ def run(config, workdir: str | None, *, init: Callable[[], Any],
     Returns:
       a :class:`LoopResult`.
     """
+    with quiet_orbax():  # orbax logs every save and restore at INFO
+        return _run(config, workdir, init=init, advance=advance, evaluate=evaluate,
+                    metric=metric, higher_is_better=higher_is_better, chunk=chunk,
+                    check_metrics=check_metrics, probe=probe, probe_every=probe_every,
+                    primary=primary, place=place, checkpoints=checkpoints, logger=logger,
+                    keep_best=keep_best, eval_split=eval_split, log_every=log_every,
+                    eval_every=eval_every)
+
+
+def _run(config, workdir, *, init, advance, evaluate, metric, higher_is_better, chunk,
+         check_metrics, probe, probe_every, primary, place, checkpoints, logger, keep_best,
+         eval_split, log_every, eval_every) -> LoopResult:
     t0 = time.perf_counter()
     log_every = config.log_every if log_every is None else log_every
     eval_every = config.eval_every if eval_every is None else eval_every

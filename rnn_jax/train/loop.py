@@ -256,7 +256,8 @@ class LoopResult(NamedTuple):
       last_eval: the final evaluation as ``evaluate`` returned it (per-seed arrays or
         floats); a finished run that was resumed is evaluated once, unlogged.
       best_params: with ``keep_best``, host copies of the params at the best eval by
-        ``metric``; else None.
+        ``metric`` among this call's evals (the params of earlier invocations are not
+        kept; forecasting, its user, keeps no checkpoints); else None.
       best_step: the step of ``best_params`` (None without ``keep_best``).
       best_checkpoint: the kept checkpoint's step with the best ``metric`` (None
         without checkpoints).
@@ -273,7 +274,7 @@ class LoopResult(NamedTuple):
     wall_s: float
 
 
-def _earlier_evals(workdir: str, start: int) -> list:
+def _earlier_evals(workdir: str, start: int, split: str) -> list:
     """The eval records a resumed run inherits (metrics.jsonl, already cut at ``start``)."""
     path = os.path.join(workdir, "metrics.jsonl")
     if start == 0 or not os.path.exists(path):
@@ -285,7 +286,7 @@ def _earlier_evals(workdir: str, start: int) -> list:
                 r = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if r.get("split") == "eval" and r.get("step", 0) <= start:
+            if r.get("split") == split and r.get("step", 0) <= start:
                 out.append(r)
     return out
 
@@ -393,7 +394,7 @@ def _run(config, workdir, *, init, advance, evaluate, metric, higher_is_better, 
         if own_logger:
             logger = (MetricsLogger(workdir, start_step=start) if primary and workdir is not None
                       else _NoLogger())
-        evals = _earlier_evals(workdir, start) if primary and checkpoints else []
+        evals = _earlier_evals(workdir, start, eval_split) if primary and checkpoints else []
         best = best_value = best_step = None
         if keep_best:  # until an eval improves on it, the best is where training starts
             best, best_step = jax.device_get(state.params), start

@@ -337,7 +337,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     from absl import logging
     from rnn_jax.train import loop
 
-    validate(config)
+    # The config was validated by the @workdir_lib.claims decorator, before the claim.
     data = load_dataset(config)
     C = len(data.classes)
     model = make_classifier(config, data.input_spec, C)

@@ -385,7 +385,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     from absl import logging
     from rnn_jax.train import loop
 
-    validate(config)
+    # The config was validated by the @workdir_lib.claims decorator, before the claim.
     data = load_data(config)
     config = resolve_config(config, data.vocab)
     V = len(data.vocab)

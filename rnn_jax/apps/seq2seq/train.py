@@ -250,7 +250,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     from rnn_jax.train import loop
 
     t_start = time.perf_counter()
-    validate(config)
+    # The config was validated by the @workdir_lib.claims decorator, before the claim.
     config = resolve_config(config)
     task = make_task(config)
     test_pairs = task.test_set(config.task.num_test)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +45,7 @@ from rnn_jax.data.tsv import bucket_width
 from rnn_jax.train import training
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import workdir as workdir_lib
-from rnn_jax.train.metrics_log import quiet_orbax, write_json
+from rnn_jax.train.metrics_log import write_json
 
 EXPERIMENT = "classify"
 METRIC = "accuracy"
@@ -238,19 +238,28 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
 
 # ------------------------------------------------------------------------- training
 
-class ClassifyState(NamedTuple):
-    params: Any
-    opt_state: Any
-    step: jax.Array
-
-
 def xent(logits, labels):
     """Mean cross-entropy (nats) of ``logits [B, C]`` against integer ``labels [B]``."""
     return jnp.mean(layers.softmax_xent(logits, labels))
 
 
-def make_train_step(config, model: Classifier):
-    optimizer = training.make_optimizer(config)
+def train_batch(train: dict, config, step: int) -> dict:
+    """Training batch number ``step`` of the split ``train`` (``inputs [N, T]``, ``lengths
+    [N]``, ``labels [N]``): the rows of :func:`batch_indices`, with ``inputs`` cut to
+    ``[batch_size, W]``, W the power-of-two bucket of the batch's longest sequence.
+
+    Each batch then runs as many steps as its longest sequence needs, and the buckets
+    bound the number of compiled programs (:func:`rnn_jax.data.tsv.bucket_width`).
+    """
+    idx = batch_indices(train["labels"].shape[0], config.batch_size, config.seed, step)
+    b = {k: v[idx] for k, v in train.items()}
+    width = bucket_width(int(b["lengths"].max()), b["inputs"].shape[1])
+    return {**b, "inputs": b["inputs"][:, :width]}
+
+
+def make_train_step(config, model: Classifier, optimizer=None):
+    """``(state, batch) -> (state, metrics)`` on a :class:`~rnn_jax.train.training.TrainState`."""
+    optimizer = training.make_optimizer(config) if optimizer is None else optimizer
 
     def loss_fn(params, batch):
         logits, _ = model.apply(params, batch["inputs"], batch["lengths"])
@@ -258,9 +267,8 @@ def make_train_step(config, model: Classifier):
 
     def train_step(state, batch):
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         acc = jnp.mean(jnp.argmax(logits, axis=-1) == batch["labels"])
-        return (ClassifyState(optax.apply_updates(state.params, updates), opt_state, state.step + 1),
+        return (state.apply_gradients(grads=grads, tx=optimizer),
                 {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads)})
 
     return train_step
@@ -328,12 +336,11 @@ def _plot_attention(weights, lengths, labels, preds, classes, path_stem, count=8
     plotting.save(fig, path_stem)
 
 
+# Validated before the claim (a bad config writes nothing); orbax is quiet in the loop.
+@workdir_lib.claims(EXPERIMENT, validate=validate, resumable=config_lib.RESUMABLE_FIELDS)
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the classifier of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    validate(config)  # before the claim: a bad config writes nothing
-    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
-                                          resumable=config_lib.RESUMABLE_FIELDS):
-        return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir)
 
 
 def _train_and_evaluate(config, workdir: str) -> dict:
@@ -343,9 +350,9 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     (rows true, columns predicted), ``classes``, ``num_params`` and data facts.
     """
     from absl import logging
-    from rnn_jax.train import driver
+    from rnn_jax.train import loop
 
-    validate(config)
+    # The config was validated by the @workdir_lib.claims decorator, before the claim.
     data = load_dataset(config)
     C = len(data.classes)
     model = make_classifier(config, data.input_spec, C)
@@ -354,18 +361,6 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     optimizer = training.make_optimizer(config)
     apply_jit = jax.jit(model.apply)
 
-    def init_state(key):
-        params = model.init(key)
-        return ClassifyState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
-
-    def batch(step):
-        idx = batch_indices(n_train, config.batch_size, config.seed, step)
-        b = {k: v[idx] for k, v in data.train.items()}
-        # Each batch runs as many steps as its longest sequence needs, in power-of-two
-        # buckets (one compiled program per bucket; rnn_jax.data.tsv.bucket_width).
-        width = bucket_width(int(b["lengths"].max()), b["inputs"].shape[1])
-        return {**b, "inputs": b["inputs"][:, :width]}
-
     def evaluate(params):
         logits, weights = predict(apply_jit, params, data.test, config.eval_batch_size)
         preds = logits.argmax(-1)
@@ -373,9 +368,12 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         return {METRIC: float(np.mean(preds == labels)),
                 "cross_entropy": float(xent(jnp.asarray(logits), jnp.asarray(labels)))}, preds, weights
 
-    state, wall = driver.run(config, workdir, init_state=init_state,
-                             train_step=make_train_step(config, model), batch=batch,
-                             evaluate=lambda p: evaluate(p)[0], metric=METRIC)
+    train_step = jax.jit(make_train_step(config, model, optimizer), donate_argnums=0)
+    init = jax.jit(lambda key: training.TrainState.create(params=model.init(key), tx=optimizer))
+    out = loop.run(config, workdir, init=lambda: init(jax.random.PRNGKey(config.seed)),
+                   advance=lambda state, step, n: train_step(state, train_batch(data.train, config, step)),
+                   evaluate=lambda state: evaluate(state.params)[0], metric=METRIC)
+    state, wall = out.state, out.wall_s
 
     ev, preds, weights = evaluate(state.params)
     labels = data.test["labels"]

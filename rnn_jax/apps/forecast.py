@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 
 from rnn_jax import layers, plotting
@@ -187,52 +186,49 @@ def train_forecaster(config, cell_name: str, data: dict, key, logger=None):
     """Adam (config.optimizer) on minibatch MSE; returns the params with the best val MSE.
 
     ``data`` holds normalised ``train_x [N, W]``, ``train_y [N]``, ``val_x``, ``val_y``.
+    Trained by the one loop (:func:`rnn_jax.train.loop.run`) without checkpoints, in
+    programs of ``eval_every`` steps, keeping the best parameters on validation.
     """
+    from rnn_jax.train import loop  # lazily, as the other apps: it pulls in orbax
+
     init, apply = make_forecaster(cell_name, config.hidden_size)
     optimizer = training.make_optimizer(config)
     k_init, key = jax.random.split(key)
-    params = init(k_init)
-    opt_state = optimizer.init(params)
     tx, ty = jnp.asarray(data["train_x"], jnp.float32), jnp.asarray(data["train_y"], jnp.float32)
     vx, vy = jnp.asarray(data["val_x"], jnp.float32), jnp.asarray(data["val_y"], jnp.float32)
     batch = min(config.batch_size, tx.shape[0])
+    name = f"{cell_name}/mse_normalised"
 
     def loss_fn(p, x, y):
         d = apply(p, x) - y
         return jnp.mean(d * d)
 
-    @functools.partial(jax.jit, static_argnums=3)
-    def run_chunk(params, opt_state, key, n):
-        # n (= eval_every) optimizer steps in one compiled scan, so Python overhead stays small.
-        def body(state, k):
-            p, s = state
-            idx = jax.random.choice(k, tx.shape[0], (batch,), replace=False)
-            loss, g = jax.value_and_grad(loss_fn)(p, tx[idx], ty[idx])
-            updates, s = optimizer.update(g, s, p)
-            return (optax.apply_updates(p, updates), s), loss
-        (params, opt_state), losses = jax.lax.scan(
-            body, (params, opt_state), jax.random.split(key, n))
-        return params, opt_state, jnp.mean(losses), loss_fn(params, vx, vy)
+    @functools.partial(jax.jit, static_argnums=1)
+    def run_chunk(state, n):
+        # n (= eval_every) optimizer steps in one compiled scan, so Python overhead stays
+        # small. The key is split once per program (state.key moves on), as before the
+        # one loop, so the minibatches are those of the earlier code.
+        key, k = jax.random.split(state.key)
 
-    best = (np.inf, params, 0)
+        def body(state, k):
+            idx = jax.random.choice(k, tx.shape[0], (batch,), replace=False)
+            loss, g = jax.value_and_grad(loss_fn)(state.params, tx[idx], ty[idx])
+            return state.apply_gradients(grads=g, tx=optimizer), loss
+        state, losses = jax.lax.scan(body, state, jax.random.split(k, n))
+        return state.replace(key=key), {name: jnp.mean(losses)}
+
+    val_loss = jax.jit(loss_fn)
     # Validate every eval_every steps and always after the last step (so num_steps below
     # eval_every, or not a multiple of it, still selects among trained parameters).
-    ends = list(range(config.eval_every, config.num_steps + 1, config.eval_every))
-    if not ends or ends[-1] != config.num_steps:
-        ends.append(config.num_steps)
-    done = 0
-    for step in ends:
-        key, k = jax.random.split(key)
-        params, opt_state, train_loss, val_loss = run_chunk(params, opt_state, k, step - done)
-        done = step
-        val_loss = float(val_loss)
-        if logger is not None:
-            logger.write(step, "train",
-                         {f"{cell_name}/mse_normalised": np.array([float(train_loss)])})
-            logger.write(step, "val", {f"{cell_name}/mse_normalised": np.array([val_loss])})
-        if val_loss < best[0]:
-            best = (val_loss, params, step)
-    return best[1], {"best_val_mse_normalised": best[0], "best_step": best[2]}
+    out = loop.run(config, None, checkpoints=False, logger=logger, keep_best=True,
+                   init=lambda: training.TrainState.create(params=init(k_init), tx=optimizer,
+                                                           key=key),
+                   advance=lambda state, step, n: run_chunk(state, n),
+                   evaluate=lambda state: {name: float(val_loss(state.params, vx, vy))},
+                   metric=name, higher_is_better=False, chunk=config.eval_every,
+                   eval_split="val", log_every=config.eval_every)
+    best = next((r[name] for r in out.evals if r["step"] == out.best_step), np.inf)
+    return out.best_params, {"best_val_mse_normalised": best, "best_step": out.best_step}
 
 
 def rnn_predictor(apply, params, norm: series_lib.Normalizer) -> PredictFn:
@@ -283,7 +279,7 @@ def train_and_evaluate(config, workdir: str, *, series: np.ndarray | None = None
       the eval.json dict: ``one_step`` and ``multi_step``, each
       ``{model: {"mse", "mae"}}`` in original units, plus the split and run facts.
     """
-    validate(config)
+    # The config was validated by the @workdir_lib.claims decorator, before the claim.
     cell_names = _cell_names(config)
     y = (series_lib.load_series(config.series) if series is None
          else np.asarray(series, np.float64))

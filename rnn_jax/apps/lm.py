@@ -30,11 +30,11 @@ The ``<unk>`` id is never sampled. A fixed ``key`` gives the same text.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
-import time
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +46,6 @@ from rnn_jax import layers, models, ops
 from rnn_jax.train import training
 from rnn_jax.data import text as text_data
 from rnn_jax.train import config as config_lib
-from rnn_jax.train import interrupt as interrupt_lib
 from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.metrics_log import quiet_orbax, write_json
 
@@ -262,54 +261,55 @@ def _generate_jit(model, length, temperature, top_k, banned):
 
 # ------------------------------------------------------------------------ training
 
-class LMState(NamedTuple):
-    """Training state; ``carry`` is the TBPTT carry after the last window trained on."""
+def init_state(config, vocab_size: int, key, *, model: LM | None = None,
+               optimizer=None) -> training.TrainState:
+    """The state at step 0 from the run's root ``key`` (``PRNGKey(config.seed)``).
 
-    params: Any
-    opt_state: Any
-    carry: Any
-    step: jax.Array
-
-
-def init_state(config, vocab_size: int, key) -> LMState:
-    model = make_lm(config, vocab_size)
-    params = model.init(key)
+    The root splits into ``(init, noise, sample)`` keys: params from the first, the
+    state's ``key`` (dropout noise, folded with the step) is the second; ``carry`` is
+    the zero truncated-BPTT carry.
+    """
+    model = make_lm(config, vocab_size) if model is None else model
+    optimizer = training.make_optimizer(config) if optimizer is None else optimizer
+    k_init, k_noise, _ = jax.random.split(key, 3)
     # zeros_like per leaf: the cells' initial carries share one zeros buffer between
     # h and c, which buffer donation in the jitted train step refuses.
     carry = jax.tree_util.tree_map(jnp.zeros_like, model.initial_carry(config.batch_size))
-    return LMState(params, training.make_optimizer(config).init(params), carry,
-                   jnp.zeros((), jnp.int32))
+    return training.TrainState.create(params=model.init(k_init), tx=optimizer, key=k_noise,
+                                      carry=carry)
 
 
-def make_train_step(config, vocab_size: int):
-    """``(state, inputs [B, W], targets [B, W], key, reset) -> (state, metrics)``, unjitted.
+def make_train_step(config, vocab_size: int, *, model: LM | None = None, optimizer=None):
+    """``(state, inputs [B, W], targets [B, W], reset) -> (state, metrics)``, unjitted.
 
     ``reset`` (bool scalar) starts the window from a zero carry (the first window of an
-    epoch); otherwise it continues from ``state.carry``.
+    epoch); otherwise it continues from ``state.carry``. The dropout key of step ``s``
+    is ``fold_in(state.key, s)``.
     """
-    model = make_lm(config, vocab_size)
-    optimizer = training.make_optimizer(config)
+    model = make_lm(config, vocab_size) if model is None else model
+    optimizer = training.make_optimizer(config) if optimizer is None else optimizer
 
     def loss_fn(params, carry, x, y, key):
         carry, logits = model.apply(params, carry, x, key=key, train=True)
         return cross_entropy(logits, y), carry
 
-    def train_step(state, x, y, key, reset):
+    def train_step(state, x, y, reset):
         zeros = model.initial_carry(x.shape[0])
         carry = jax.tree_util.tree_map(lambda z, c: jnp.where(reset, z, c), zeros, state.carry)
+        key = jax.random.fold_in(state.key, state.step)
         (loss, carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, carry, x, y, key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "bpc": bits_per_char(loss), "grad_norm": optax.tree.norm(grads)}
-        return LMState(params, opt_state, jax.lax.stop_gradient(carry), state.step + 1), metrics
+        # The carry enters the next window as data: no gradient reaches back through it.
+        return state.apply_gradients(grads=grads, tx=optimizer,
+                                     carry=jax.lax.stop_gradient(carry)), metrics
 
     return train_step
 
 
-def make_eval(config, vocab_size: int):
+def make_eval(config, vocab_size: int, *, model: LM | None = None):
     """``(params, inputs [K, B, W], targets [K, B, W]) -> mean nats`` over all K windows in order."""
-    model = make_lm(config, vocab_size)
+    model = make_lm(config, vocab_size) if model is None else model
 
     def evaluate(params, xs, ys):
         def body(carry, xy):
@@ -339,10 +339,8 @@ def load_data(config) -> Corpus:
 def resolve_config(config, vocab: text_data.Vocab):
     """A copy of ``config`` with the vocabulary recorded (``data.vocab``: the characters of
     ids 1.., in order), so a checkpoint carries everything needed to decode its outputs."""
-    config = copy.deepcopy(config)
+    config = training.resolve_config(config)  # the cosine schedule's length pinned
     config.unlock()
-    if config.optimizer.schedule == "warmup_cosine" and config.optimizer.decay_steps == 0:
-        config.optimizer.decay_steps = config.num_steps
     config.data.vocab = "".join(vocab.tokens[vocab.num_reserved:])
     config.lock()
     return config
@@ -356,14 +354,8 @@ def vocab_from_config(config) -> text_data.Vocab:
 
 
 
-def _plot_curve(workdir):
+def _plot_curve(workdir, records):
     from rnn_jax import plotting
-    records = []
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("split") == "eval":
-                records.append(r)
     if not records:
         return
     plt = plotting.pyplot()
@@ -376,12 +368,11 @@ def _plot_curve(workdir):
     plotting.save(fig, os.path.join(workdir, "val_bpc"))
 
 
+# Validated before the claim (a bad config writes nothing); orbax is quiet in the loop.
+@workdir_lib.claims(EXPERIMENT, validate=validate, resumable=config_lib.RESUMABLE_FIELDS)
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the char LM of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    validate(config)  # before the claim: a bad config writes nothing
-    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
-                                          resumable=config_lib.RESUMABLE_FIELDS):
-        return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir)
 
 
 def _train_and_evaluate(config, workdir: str) -> dict:
@@ -392,10 +383,9 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     ``vocab_size``, the split sizes and the wall-clock time.
     """
     from absl import logging
-    from rnn_jax.train.checkpointing import Checkpointer
-    from rnn_jax.train.metrics_log import MetricsLogger, Progress
+    from rnn_jax.train import loop
 
-    validate(config)
+    # The config was validated by the @workdir_lib.claims decorator, before the claim.
     data = load_data(config)
     config = resolve_config(config, data.vocab)
     V = len(data.vocab)
@@ -411,77 +401,41 @@ def _train_and_evaluate(config, workdir: str) -> dict:
                          "window, or raise data.val_fraction") from e
     num_windows = xs.shape[0]
 
-    os.makedirs(workdir, exist_ok=True)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
-                        metric_name=METRIC, higher_is_better=False)
-    try:
-        start = ckpt.resume_step(config)  # damaged checkpoints set aside; config checked
-        write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-        root = jax.random.PRNGKey(config.seed)
-        k_init, k_noise, k_sample = jax.random.split(root, 3)
-        # One jitted init: eager init would compile every small op separately.
-        state = jax.jit(lambda k: init_state(config, V, k))(k_init)
-        if start is not None:
-            state, start = ckpt.restore_good(start, state, config)
-            logging.info("resuming from step %d in %s", start, ckpt.directory)
-        else:
-            start = 0
-        train_step = jax.jit(make_train_step(config, V), donate_argnums=0)
-        evaluate = jax.jit(make_eval(config, V))
-        vx_d, vy_d = jnp.asarray(vx), jnp.asarray(vy)
-        logger = MetricsLogger(workdir, start_step=start)
-        progress = Progress(start, config.num_steps, config.progress_every_s)
-        pending, last_eval = [], None
-        t0 = time.perf_counter()
-        stop = interrupt_lib.install()  # Ctrl-C: save at the current step, then stop
-        try:
-            for step in range(start, config.num_steps):
-                if stop.requested:
-                    interrupt_lib.checkpoint_and_stop(ckpt, step, state, config)
-                # Step s trains on window s mod K; window 0 starts each epoch from zeros.
-                k = step % num_windows
-                state, m = train_step(state, xs[k], ys[k], jax.random.fold_in(k_noise, step),
-                                      np.bool_(k == 0))
-                pending.append(m)
-                done = step + 1
-                if done % config.log_every == 0 or done == config.num_steps:
-                    got = jax.device_get(pending)
-                    pending = []
-                    rec = logger.write(done, "train", {n: np.mean([g[n] for g in got]) for n in got[0]})
-                    progress.update(done, rec["loss"], force=done == config.num_steps)
-                if done % config.eval_every == 0 or done % config.checkpoint_every == 0 \
-                        or done == config.num_steps:
-                    nats = float(evaluate(state.params, vx_d, vy_d))
-                    last_eval = {METRIC: bits_per_char(nats), "val_loss": nats,
-                                 "epoch": done / num_windows}
-                    logger.write(done, "eval", last_eval)
-                    if done % config.checkpoint_every == 0 or done == config.num_steps:
-                        ckpt.save(done, state, config, metrics={METRIC: last_eval[METRIC]})
-            if last_eval is None:  # a finished run resumed: evaluate what was restored
-                nats = float(evaluate(state.params, vx_d, vy_d))
-                last_eval = {METRIC: bits_per_char(nats), "val_loss": nats}
-        finally:
-            stop.uninstall()
-            ckpt.wait()
-            logger.close()
-        wall = time.perf_counter() - t0
-        best_step = ckpt.best_step()
-    finally:
-        ckpt.close()
-
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        evals = [r for r in map(json.loads, f) if r.get("split") == "eval"]
-    best = min([r[METRIC] for r in evals] or [last_eval[METRIC]])
+    # Built once and handed down (the loop, the step, the eval and the sampler share them).
     model = make_lm(config, V)
+    optimizer = training.make_optimizer(config)
+    root = jax.random.PRNGKey(config.seed)
+    k_sample = jax.random.split(root, 3)[2]
+    train_step = jax.jit(make_train_step(config, V, model=model, optimizer=optimizer),
+                         donate_argnums=0)
+    evaluate = jax.jit(make_eval(config, V, model=model))
+    vx_d, vy_d = jnp.asarray(vx), jnp.asarray(vy)
+
+    def advance(state, step, n):  # n == 1: one window per step, fed from the host
+        # Step s trains on window s mod K; window 0 starts each epoch from zeros.
+        k = step % num_windows
+        return train_step(state, xs[k], ys[k], np.bool_(k == 0))
+
+    def validate_bpc(state):
+        nats = float(evaluate(state.params, vx_d, vy_d))
+        return {METRIC: bits_per_char(nats), "val_loss": nats,
+                "epoch": int(state.step) / num_windows}
+
+    # One jitted init: eager init would compile every small op separately.
+    init = jax.jit(functools.partial(init_state, config, V, model=model, optimizer=optimizer))
+    out = loop.run(config, workdir, init=lambda: init(root), advance=advance,
+                   evaluate=validate_bpc, metric=METRIC, higher_is_better=False)
+    state, last_eval, wall, best_step = out.state, out.last_eval, out.wall_s, out.best_checkpoint
+    best = min([r[METRIC] for r in out.evals] or [last_eval[METRIC]])
     prompt = data.vocab.encode("The ")
     sample = generate(model, state.params, prompt, config.sample_length, key=k_sample,
                       temperature=0.8, top_k=0)
     with open(os.path.join(workdir, "sample.txt"), "w", encoding="utf-8") as f:
         f.write("The " + "".join(data.vocab.decode(sample)) + "\n")
-    _plot_curve(workdir)
+    _plot_curve(workdir, out.evals)
     result = {"step": config.num_steps, "metric_name": METRIC, METRIC: last_eval[METRIC],
               "val_loss_nats": last_eval["val_loss"], "best_val_bpc": best,
-              "best_checkpoint_step": best_step, "num_params": num_params(config, V),
+              "best_checkpoint_step": best_step, "num_params": models.num_params(state.params),
               "vocab_size": V, "train_chars": int(data.train_ids.size),
               "val_chars": int(data.val_ids.size), "val_chars_scored": int(vy.size),
               "windows_per_epoch": int(num_windows), "epochs": config.num_steps / num_windows,
@@ -531,7 +485,9 @@ def load_checkpoint(workdir: str):
         step = ckpt.best_step()
         config = ml_collections.ConfigDict(ckpt.saved_config(step))
         vocab = vocab_from_config(config)
-        like = jax.eval_shape(lambda k: init_state(config, len(vocab), k), jax.random.PRNGKey(0))
+        # A concrete state to restore onto: a checkpoint written before the state had a
+        # key takes it from here (rnn_jax.train.checkpointing).
+        like = jax.jit(functools.partial(init_state, config, len(vocab)))(jax.random.PRNGKey(0))
         state = ckpt.restore(step, like)
     finally:
         ckpt.close()

@@ -10,10 +10,21 @@ next opens, ``cleanup_tmp_directories=True``).
 
 Retention: the latest ``keep`` steps, plus the best one by the eval metric
 (``preservation_policy`` = ``LatestN`` or ``BestN``).
+
+A :class:`~rnn_jax.train.training.TrainState` is saved as the dict of its fields that
+are not None (``step``, ``params``, ``opt_state``, and ``key``/``carry`` where a run has
+them). orbax keys a saved pytree by field name, so the checkpoints of the earlier
+states (the engine's ``TrainState(params, opt_state, step, key)``, the char LM's
+``LMState(params, opt_state, carry, step)``, the classifier's and seq2seq's
+``(params, opt_state, step)``) hold the same names and restore into it; a field the
+current state has and an old checkpoint lacks (the LM's ``key``) is taken from the
+freshly initialised state it is restored onto, which derives it from the config
+alone, as the old code did; anything else that differs is refused with the names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -68,6 +79,18 @@ class DamagedCheckpointError(RuntimeError):
     def __init__(self, step: int, path: str, problem: str):
         super().__init__(f"damaged checkpoint {path}: {problem}")
         self.step, self.path, self.problem = step, path, problem
+
+
+def _fields(state) -> dict | None:
+    """A dataclass state's fields that are not None, by name (None: not a dataclass)."""
+    if not dataclasses.is_dataclass(state):
+        return None
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+            if f.metadata.get("pytree_node", True) and getattr(state, f.name) is not None}
+
+
+def _is_abstract(tree) -> bool:
+    return any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree_util.tree_leaves(tree))
 
 
 def config_to_json_dict(config) -> dict:
@@ -147,6 +170,41 @@ class Checkpointer:
         if not os.path.exists(os.path.join(self.directory, str(step), "state", "_METADATA")):
             # Without it orbax reports a pytree structure mismatch: say what is wrong.
             raise DamagedCheckpointError(step, self._step_dir(step), "state/_METADATA is missing")
+        fields = _fields(like)
+        if fields is not None:
+            return self._restore_fields(step, like, fields)
+        return self._restore_tree(step, like)
+
+    def _restore_fields(self, step: int, like, fields: dict):
+        """A dataclass state, restored field by field (module docstring)."""
+        try:
+            saved = self._saved_fields(step)
+        except Exception as e:  # noqa: BLE001 - unreadable metadata is damage
+            raise DamagedCheckpointError(step, self._step_dir(step), "its state metadata cannot "
+                                         f"be read: {type(e).__name__}: {_first_line(str(e))}") from e
+        extra = sorted(saved - set(fields))
+        lacking = sorted(set(fields) - saved)
+        fill = {k: fields[k] for k in lacking}
+        if extra or (lacking and ({"step", "params", "opt_state"} & set(lacking)
+                                  or _is_abstract(fill))):
+            raise IncompatibleCheckpointError(
+                f"the state saved at step {step} in {self.directory} holds the fields "
+                f"{sorted(saved)}, this run's state {sorted(fields)}"
+                + (f"; it has {extra}, which this run would drop" if extra else "")
+                + (f"; it lacks {lacking}, which cannot be derived here" if lacking else "")
+                + ": it was written by another kind of run (or another version); use a new "
+                "--workdir")
+        restored = self._restore_tree(step, {k: v for k, v in fields.items() if k in saved})
+        return like.replace(**restored, **fill)
+
+    def _saved_fields(self, step: int) -> set:
+        """The top-level names of the state saved at ``step``, from orbax's tree metadata
+        (``state/_METADATA``: each leaf's key path), without reading any array."""
+        with open(os.path.join(self._step_dir(step), "state", "_METADATA")) as f:
+            tree = json.load(f)["tree_metadata"]
+        return {leaf["key_metadata"][0]["key"] for leaf in tree.values()}
+
+    def _restore_tree(self, step: int, like):
         abstract = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
             like)
@@ -255,8 +313,9 @@ class Checkpointer:
         """Save ``state`` and the config at ``step`` (asynchronously; see :meth:`wait`)."""
         if metrics is not None:
             metrics = {k: float(v) for k, v in metrics.items()}
+        fields = _fields(state)
         self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
+            state=ocp.args.StandardSave(state if fields is None else fields),
             config=ocp.args.JsonSave(config_to_json_dict(config))),
             metrics=metrics, force=True)
 

@@ -62,7 +62,7 @@ def default_config() -> ml_collections.ConfigDict:
     o.clip_norm = 0.0                    # global_norm threshold (Pascanu et al. 2013); 0 = no clipping
     o.clip_value = 1.0                   # value mode: clip each gradient entry to [-v, v]
     o.adaptive_clip = 0.01               # adaptive mode: unit-wise ratio (Brock et al. 2021)
-    # Separate settings for the recurrent weights (params named "w_h"), via optax.multi_transform.
+    # Separate settings for the recurrent weights (training.RECURRENT_PARAMS), via optax.multi_transform.
     r = o.recurrent = ml_collections.ConfigDict()
     r.enabled = False
     r.learning_rate = 1e-3               # same schedule shape, this peak value
@@ -172,8 +172,11 @@ def check_optimizer(config) -> None:
         _nonneg_float(config, "optimizer.recurrent.clip_norm")
 
 
-def validate(config) -> None:
+def validate(config, model=None):
     """Raise ValueError/TypeError naming the bad field and its allowed values.
+
+    Returns the ``models.make_model(config)`` it checked (``model`` when given, else
+    built here), so a run builds its model once (:func:`rnn_jax.train.training.make_setup`).
 
     Runs in Python before anything is traced or compiled; the task's own checks (e.g.
     a minimum ``seq_len``) run through ``jax.eval_shape`` of its sampler, which does
@@ -209,7 +212,7 @@ def validate(config) -> None:
     distributed.layout(config)
 
     # Cell and task constructors, and the task's own checks on seq_len.
-    model = models.make_model(config)
+    model = models.make_model(config) if model is None else model
     try:
         batch = jax.eval_shape(functools.partial(model.task.sample, batch_size=config.batch_size,
                                                  seq_len=config.task.seq_len),
@@ -219,3 +222,4 @@ def validate(config) -> None:
                          f"{config.task.name!r}: {e}") from e
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
     jax.eval_shape(model.apply, params, batch)
+    return model

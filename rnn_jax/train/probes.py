@@ -54,14 +54,14 @@ def _hidden(tree):
     return tree[0] if isinstance(tree, tuple) else tree
 
 
-def make_probe(config):
+def make_probe(config, model=None):
     """``probe(params, batch) -> (scalars, curve)`` for one seed's model parameters.
 
     ``batch`` is the task's (batch-major, right-padded); ``scalars`` maps the names of
     the module docstring to float scalars, ``curve`` is float ``[T]`` (log10 gradient norm
     by lag, mean over the sequences; NaN at lags no sequence reaches).
     """
-    model = models.make_model(config)
+    model = models.make_model(config) if model is None else model  # built once per run
     cell, task = model.cell, model.task
     T = config.task.seq_len
     lags = probe_lags(T)
@@ -119,11 +119,12 @@ def make_probe(config):
 class Probe:
     """The probe of one run: jitted over seeds, logging to the run's metrics and curve file."""
 
-    def __init__(self, config, workdir: str, eval_key, *, start_step: int = 0):
-        task = models.make_task(config)
+    def __init__(self, config, workdir: str, eval_key, *, start_step: int = 0, model=None):
+        model = models.make_model(config) if model is None else model
+        task = model.task
         self._batch = task.sample(jax.random.fold_in(eval_key, 0x5eed), PROBE_BATCH,
                                   config.task.seq_len)
-        self._fn = jax.jit(jax.vmap(make_probe(config), in_axes=(0, None)))
+        self._fn = jax.jit(jax.vmap(make_probe(config, model), in_axes=(0, None)))
         self.path = os.path.join(workdir, CURVE_FILE)
         _truncate_jsonl(self.path, start_step)
 

@@ -26,11 +26,13 @@ Per-step metrics (all float32 scalars):
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
 from rnn_jax import models
 from rnn_jax.train import config as config_lib
@@ -39,21 +41,98 @@ validate_config = config_lib.validate
 default_config = config_lib.default_config
 
 
-class TrainState(NamedTuple):
-    """Everything that evolves during training.
+@struct.dataclass
+class TrainState:
+    """Everything that evolves during training: the ONE state of the engine and the apps.
+
+    A flax ``struct.dataclass`` (a pytree: it vmaps over seeds, donates, shards and is
+    saved by orbax field by field). In the manner of flax's ``TrainState``::
+
+        state = TrainState.create(params=params, tx=optimizer, key=key)
+        state = state.apply_gradients(grads=grads, tx=optimizer)
+
+    The optimizer is passed in, not stored: a function held in the state would be part
+    of its pytree structure, so two states built by equal optimizers would be different
+    pytrees (a jitted step retraces, states of a study's models cannot be stacked).
 
     Attributes:
-      params: model parameters (``models.Model.init``).
-      opt_state: optax optimizer state.
       step: int32 scalar, the number of steps taken.
-      key: the run's PRNG key (uint32 ``[2]``). It never changes: step ``s`` derives its
-        data and noise keys from ``(key, s)``.
+      params: model parameters.
+      opt_state: optax optimizer state.
+      key: the run's PRNG key (uint32 ``[2]``), or None. It never changes: step ``s``
+        derives its data and noise keys from ``(key, s)``.
+      carry: what a step hands to the next besides parameters, or None: the char LM's
+        truncated-BPTT carry (the recurrent state after the last window).
     """
 
+    step: jax.Array
     params: Any
     opt_state: Any
-    step: jax.Array
-    key: jax.Array
+    key: Any = None
+    carry: Any = None
+
+    @classmethod
+    def create(cls, *, params, tx: optax.GradientTransformation, key=None, carry=None):
+        """Step 0: ``params``, ``tx.init(params)``, the key and the carry."""
+        return cls(jnp.zeros((), jnp.int32), params, tx.init(params), key, carry)
+
+    def apply_gradients(self, *, grads, tx: optax.GradientTransformation, **changes):
+        """One optimizer step: ``tx`` on ``grads``, ``step + 1``, and any ``changes``
+        (e.g. ``carry=``) to the other fields."""
+        updates, opt_state = tx.update(grads, self.opt_state, self.params)
+        return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
+                            opt_state=opt_state, **changes)
+
+
+class Setup(NamedTuple):
+    """What one run builds once (in the manner of purejaxrl's ``make_train(config)``)
+    and hands down: the resolved config, the model, its task, the optimizer and the
+    clipping transform inside it."""
+
+    config: Any
+    model: Any
+    task: Any
+    optimizer: optax.GradientTransformation
+    clipper: optax.GradientTransformation
+
+
+def resolve_config(config, task=None):
+    """A copy of ``config`` with defaults that depend on other fields filled in.
+
+    The one copy for the engine and the apps: the cosine schedule's length is pinned
+    (``optimizer.decay_steps = 0`` becomes ``num_steps``), so resuming with a larger
+    ``num_steps`` cannot silently stretch the schedule of a run under way (the
+    checkpoint check refuses it instead); for the engine's configs, ``task.eval_size =
+    0`` becomes the task's own. ``task``: the config's task when already built.
+    """
+    config = copy.deepcopy(config)
+    # Only the cosine schedule has a length; resolving it for the others would make a
+    # resume with a different num_steps look like a changed optimizer.
+    if config.optimizer.schedule == "warmup_cosine" and config.optimizer.decay_steps == 0:
+        config.optimizer.decay_steps = config.num_steps
+    if "eval_size" in config.get("task", {}) and config.task.eval_size == 0:
+        config.task.eval_size = (models.make_task(config) if task is None else task).eval_size
+    return config
+
+
+def make_setup(config) -> Setup:
+    """Validate ``config`` and build its model, task and optimizer, once each.
+
+    Raises ValueError/TypeError naming the bad field before anything is traced.
+    """
+    model = config_lib.validate(config)
+    config = resolve_config(config, model.task)
+    clipper = make_clipper(config)
+    return Setup(config, model, model.task, make_optimizer(config, clipper=clipper), clipper)
+
+
+def _setup(config, setup):
+    """``setup``, or (for callers that pass only a config) one built without validation."""
+    if setup is not None:
+        return setup
+    model = models.make_model(config)
+    clipper = make_clipper(config)
+    return Setup(config, model, model.task, make_optimizer(config, clipper=clipper), clipper)
 
 
 # ------------------------------------------------------------------------ optimizer
@@ -131,20 +210,32 @@ def make_clipper(config) -> optax.GradientTransformation:
     return optax.identity()
 
 
+# The parameters through which the state feeds back into itself, by leaf name: the
+# recurrent matrices of the classic cells and LSTM variants (``w_h``), the sLSTM's
+# block-diagonal recurrent matrix (``r``), the IndRNN's per-unit recurrent weight (``u``),
+# and the LRU's eigenvalues, ``lambda = exp(-exp(nu_log) + i exp(theta_log))``. Not the
+# LRU's input normalisation ``gamma_log`` (it scales the input, not the state) nor LSTMP's
+# output projection ``w_r``. min_gru and min_lstm have no recurrent weights (their gates
+# read the input only). No other parameter of the models, apps or layers has these names.
+RECURRENT_PARAMS = ("w_h", "r", "u", "nu_log", "theta_log")
+
+
 def recurrent_labels(params):
-    """``"recurrent"`` for every leaf named ``w_h``, ``"default"`` for the rest."""
+    """``"recurrent"`` for every leaf named in :data:`RECURRENT_PARAMS`, ``"default"``
+    for the rest."""
     def label(path, _):
         last = path[-1] if path else None
-        return "recurrent" if getattr(last, "key", None) == "w_h" else "default"
+        return "recurrent" if getattr(last, "key", None) in RECURRENT_PARAMS else "default"
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(config, *, clipper=None) -> optax.GradientTransformation:
     """Clipping, then the optimizer with its schedule, all chosen by ``config.optimizer``.
 
-    With ``optimizer.recurrent.enabled`` the recurrent weights (``w_h``) get their own
+    With ``optimizer.recurrent.enabled`` the recurrent weights (:data:`RECURRENT_PARAMS`) get their own
     learning rate and an optional extra clip over their gradients
     (``optax.multi_transform``); the global clip still sees the whole gradient first.
+    ``clipper``: the ``make_clipper(config)`` already built, if any.
     """
     o = config.optimizer
     main = _base_optimizer(o, make_schedule(o, config.num_steps, o.learning_rate))
@@ -154,18 +245,17 @@ def make_optimizer(config) -> optax.GradientTransformation:
         if r.clip_norm > 0:
             rec = optax.chain(optax.clip_by_global_norm(r.clip_norm), rec)
         main = optax.multi_transform({"default": main, "recurrent": rec}, recurrent_labels)
-    return _standard_promotion(optax.chain(make_clipper(config), main))
+    clipper = make_clipper(config) if clipper is None else clipper
+    return _standard_promotion(optax.chain(clipper, main))
 
 
 # ------------------------------------------------------------------------ state/steps
 
-def init_state(config, key) -> TrainState:
+def init_state(config, key, *, setup: Setup | None = None) -> TrainState:
     """A fresh :class:`TrainState`: params and optimizer state from ``key``."""
-    model = models.make_model(config)
+    setup = _setup(config, setup)
     k_init, k_run = jax.random.split(key)
-    params = model.init(k_init)
-    opt_state = make_optimizer(config).init(params)
-    return TrainState(params, opt_state, jnp.zeros((), jnp.int32), k_run)
+    return TrainState.create(params=setup.model.init(k_init), tx=setup.optimizer, key=k_run)
 
 
 def _tree_any_differs(a, b):
@@ -178,16 +268,14 @@ def _select(pred, new, old):
     return jax.tree_util.tree_map(lambda n, o: jnp.where(pred, n, o), new, old)
 
 
-def make_train_step(config) -> Callable:
+def make_train_step(config, *, setup: Setup | None = None) -> Callable:
     """``train_step(state, batch, key) -> (state, metrics)``, unjitted.
 
     ``key`` is the step's noise key (for stochastic models; the built-in models are
     deterministic and ignore it). Metrics are those listed in the module docstring.
     """
-    model = models.make_model(config)
-    task = model.task
-    optimizer = make_optimizer(config)
-    clipper = make_clipper(config)
+    setup = _setup(config, setup)
+    model, task, optimizer, clipper = setup.model, setup.task, setup.optimizer, setup.clipper
     skip_nonfinite = bool(config.skip_nonfinite)
 
     def loss_fn(params, batch):
@@ -226,7 +314,7 @@ def make_train_step(config) -> Callable:
             nonfinite_grad=(~grad_ok).astype(jnp.float32),
             skipped=skipped.astype(jnp.float32),
         )
-        return TrainState(params, opt_state, state.step + 1, state.key), metrics
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return train_step
 
@@ -237,7 +325,8 @@ def step_keys(run_key, step):
     return jax.random.fold_in(data_root, step), jax.random.fold_in(noise_root, step)
 
 
-def run_steps(config, state: TrainState, num_steps: int, *, mesh=None):
+def run_steps(config, state: TrainState, num_steps: int, *, mesh=None,
+              setup: Setup | None = None):
     """Take ``num_steps`` training steps with ``lax.scan``; pure and jittable.
 
     Args:
@@ -247,12 +336,14 @@ def run_steps(config, state: TrainState, num_steps: int, *, mesh=None):
       mesh: optional ``jax.sharding.Mesh`` with a ``"data"`` axis; each batch is then
         constrained to be sharded along its batch axis over that mesh (data
         parallelism; XLA inserts the gradient all-reduce). Params stay replicated.
+      setup: the run's :class:`Setup` (built from ``config`` when None).
 
     Returns:
       ``(state, metrics)`` with every metric stacked to shape ``[num_steps]``.
     """
-    task = models.make_task(config)
-    train_step = make_train_step(config)
+    setup = _setup(config, setup)
+    task = setup.task
+    train_step = make_train_step(config, setup=setup)
     batch_size, seq_len = config.batch_size, config.task.seq_len
     sharding = None
     if mesh is not None:
@@ -272,13 +363,15 @@ def make_train(config, *, mesh=None) -> Callable:
     """``train(key) -> (state, metrics)``: init plus ``config.num_steps`` steps.
 
     ``jax.jit(jax.vmap(train))(keys)`` trains one model per key as a single program.
-    The config is validated here, before anything is traced.
+    The config is validated here, before anything is traced, and the model, task and
+    optimizer are built once (:func:`make_setup`).
     """
-    config_lib.validate(config)
-    num_steps = config.num_steps
+    setup = make_setup(config)
+    config, num_steps = setup.config, setup.config.num_steps
 
     def train(key):
-        return run_steps(config, init_state(config, key), num_steps, mesh=mesh)
+        return run_steps(config, init_state(config, key, setup=setup), num_steps, mesh=mesh,
+                         setup=setup)
 
     return train
 
@@ -306,14 +399,14 @@ def holdout_key(config):
     return jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x7E57)
 
 
-def make_eval(config) -> Callable:
+def make_eval(config, *, setup: Setup | None = None) -> Callable:
     """``evaluate(params, key) -> metrics``: loss and task metrics on fresh sequences.
 
     The eval set holds ``config.task.eval_size`` sequences (0 means the task's own
     ``eval_size``, e.g. 2560 for the 1997 adding problem), drawn from ``key``.
     """
-    model = models.make_model(config)
-    task = model.task
+    setup = _setup(config, setup)
+    model, task = setup.model, setup.task
     size = config.task.eval_size or task.eval_size
 
     def evaluate(params, key):

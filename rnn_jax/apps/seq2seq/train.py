@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import time
-from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -43,7 +40,7 @@ from rnn_jax.apps.seq2seq.model import (DecodeResult, Seq2Seq, beam_search, gree
                                    sequence_loss)
 from rnn_jax.train import config as config_lib
 from rnn_jax.train import workdir as workdir_lib
-from rnn_jax.train.metrics_log import quiet_orbax, write_json
+from rnn_jax.train.metrics_log import write_json
 
 EXPERIMENT = "seq2seq"
 METRIC = "exact_match"
@@ -119,14 +116,7 @@ def validate(config) -> None:
     config_lib.check_optimizer(config)
 
 
-def resolve_config(config):
-    """A copy of ``config`` with the cosine schedule's length pinned (``decay_steps = 0``
-    becomes ``num_steps``), so resuming with a larger ``num_steps`` cannot silently
-    stretch the schedule of a run under way: the checkpoint check refuses it instead."""
-    config = copy.deepcopy(config)
-    if config.optimizer.schedule == "warmup_cosine" and config.optimizer.decay_steps == 0:
-        config.optimizer.decay_steps = config.num_steps
-    return config
+resolve_config = training.resolve_config  # the cosine schedule's length pinned
 
 
 def make_task(config) -> tasks_lib.Task:
@@ -156,14 +146,9 @@ def make_batch(task, config, step: int) -> dict:
 
 # ------------------------------------------------------------------------- training
 
-class Seq2SeqState(NamedTuple):
-    params: Any
-    opt_state: Any
-    step: jax.Array
-
-
-def make_train_step(config, model: Seq2Seq):
-    optimizer = training.make_optimizer(config)
+def make_train_step(config, model: Seq2Seq, optimizer=None):
+    """``(state, batch) -> (state, metrics)`` on a :class:`~rnn_jax.train.training.TrainState`."""
+    optimizer = training.make_optimizer(config) if optimizer is None else optimizer
 
     def loss_fn(params, batch):
         logits, _ = model.apply(params, batch["src"], batch["src_len"], batch["tgt_in"])
@@ -173,8 +158,7 @@ def make_train_step(config, model: Seq2Seq):
     def train_step(state, batch):
         (loss, (tok_acc, seq_acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        return (Seq2SeqState(optax.apply_updates(state.params, updates), opt_state, state.step + 1),
+        return (state.apply_gradients(grads=grads, tx=optimizer),
                 {"loss": loss, "token_accuracy": tok_acc, "sequence_accuracy": seq_acc,
                  "grad_norm": optax.tree.norm(grads)})
 
@@ -246,12 +230,11 @@ def _plot_curve(evals, path_stem):
     plotting.save(fig, path_stem)
 
 
+# Validated before the claim (a bad config writes nothing); orbax is quiet in the loop.
+@workdir_lib.claims(EXPERIMENT, validate=validate, resumable=config_lib.RESUMABLE_FIELDS)
 def train_and_evaluate(config, workdir: str) -> dict:
     """Train the seq2seq model of ``config`` in ``workdir``; see :func:`_train_and_evaluate`."""
-    validate(config)  # before the claim: a bad config writes nothing
-    with quiet_orbax(), workdir_lib.claim(workdir, EXPERIMENT, config,
-                                          resumable=config_lib.RESUMABLE_FIELDS):
-        return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir)
 
 
 def _train_and_evaluate(config, workdir: str) -> dict:
@@ -264,10 +247,10 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     greedy exact match was 1.0 and its ``elapsed_s``, ``num_params``, a few mistakes.
     """
     from absl import logging
-    from rnn_jax.train import driver
+    from rnn_jax.train import loop
 
     t_start = time.perf_counter()
-    validate(config)
+    # The config was validated by the @workdir_lib.claims decorator, before the claim.
     config = resolve_config(config)
     task = make_task(config)
     test_pairs = task.test_set(config.task.num_test)
@@ -276,10 +259,6 @@ def _train_and_evaluate(config, workdir: str) -> dict:
     model = make_model(config, task.source_vocab.size, task.target_vocab.size)
     max_len = task.max_target_len + 1
     optimizer = training.make_optimizer(config)
-
-    def init_state(key):
-        params = model.init(key)
-        return Seq2SeqState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
     greedy = jax.jit(functools.partial(greedy_decode, model, max_len=max_len))
     test_loss = jax.jit(lambda p, b: sequence_loss(
@@ -291,10 +270,12 @@ def _train_and_evaluate(config, workdir: str) -> dict:
         return {METRIC: em, "test_loss": float(test_loss(params, test)),
                 "elapsed_s": round(time.perf_counter() - t_start, 1)}
 
-    state, wall = driver.run(config, workdir, init_state=init_state,
-                             train_step=make_train_step(config, model),
-                             batch=lambda step: make_batch(task, config, step),
-                             evaluate=evaluate, metric=METRIC)
+    train_step = jax.jit(make_train_step(config, model, optimizer), donate_argnums=0)
+    init = jax.jit(lambda key: training.TrainState.create(params=model.init(key), tx=optimizer))
+    out = loop.run(config, workdir, init=lambda: init(jax.random.PRNGKey(config.seed)),
+                   advance=lambda state, step, n: train_step(state, make_batch(task, config, step)),
+                   evaluate=lambda state: evaluate(state.params), metric=METRIC)
+    state, wall = out.state, out.wall_s
 
     params = state.params
     g = decode_in_chunks(greedy, params, test, config.eval_batch_size)
@@ -303,8 +284,7 @@ def _train_and_evaluate(config, workdir: str) -> dict:
                                      length_penalty=config.length_penalty))
     b = decode_in_chunks(beam, params, test, config.eval_batch_size)
     em_beam, outs_beam = exact_match(task, b, targets)
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        evals = [r for r in map(json.loads, f) if r.get("split") == "eval"]
+    evals = out.evals
     first = next((r for r in evals if r[METRIC] >= 1.0), None)
     _plot_curve(evals, os.path.join(workdir, "exact_match"))
     if model.attention:

@@ -4,7 +4,7 @@ A :class:`Cell` is a NamedTuple of pure functions, in the manner of optax's
 ``GradientTransformation``::
 
     params = cell.init(key, input_size)          # pytree of arrays
-    carry = cell.initial_carry(batch_shape=())   # zeros
+    carry = cell.initial_carry(batch_shape=())   # zeros; initial_carry(8) == initial_carry((8,))
     carry, y = cell.step(params, carry, x)       # the body of jax.lax.scan
 
 ``step`` is written for one example (``x: [input_size]``); leading batch dimensions
@@ -42,7 +42,8 @@ class Cell(NamedTuple):
 
     Attributes:
       init: ``(key, input_size) -> params``.
-      initial_carry: ``(batch_shape=()) -> carry`` of zeros.
+      initial_carry: ``(batch_shape=()) -> carry`` of zeros, each leaf
+        ``[*batch_shape, width]``; an int ``B`` means ``(B,)`` for the built-in cells.
       step: ``(params, carry, x) -> (carry, y)``.
       hidden_size: H, the width of ``y``.
       gates: names of the stacked gate blocks in ``w_x``/``w_h``/``b``, in order.

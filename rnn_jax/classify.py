@@ -28,8 +28,6 @@ events), ``eval.json`` (test accuracy, confusion matrix), ``confusion_matrix.png
 ``.pdf``, ``attention.png``/``.pdf`` and checkpoints into the workdir.
 """
 
-from __future__ import annotations
-
 import copy
 import math
 import os

@@ -27,8 +27,6 @@ The ``<unk>`` id is never sampled. A fixed ``key`` gives the same text.
 ``val_bpc.png``/``.pdf``, ``sample.txt`` and orbax checkpoints into the workdir.
 """
 
-from __future__ import annotations
-
 import copy
 import json
 import math

@@ -21,8 +21,6 @@ events), ``eval.json``, ``exact_match.png``/``.pdf``, ``attention.png``/``.pdf``
 output characters on y) and orbax checkpoints into the workdir.
 """
 
-from __future__ import annotations
-
 import copy
 import functools
 import json

@@ -180,6 +180,14 @@ class Dataset(NamedTuple):
 
 
 def load_dataset(config) -> Dataset:
+    """The train and test splits named by ``config.data``, as a :class:`Dataset`.
+
+    ``data.source="digits"``: scikit-learn's 8x8 digits, read row by row (``[N, 8, 8]``)
+    or pixel by pixel (``[N, 64, 1]``) as ``data.digits_mode`` says. ``"tsv"``: the
+    ``label<TAB>text`` file at ``data.path``, tokenized, its vocabulary built on the
+    training split, token ids ``[N, T]`` right-padded; the test split is
+    ``data.test_path`` or a held-out ``data.test_fraction``.
+    """
     d = config.data
     if d.source == "digits":
         from rnn_jax.tasks import digits
@@ -239,17 +247,26 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
 # ------------------------------------------------------------------------- training
 
 class ClassifyState(NamedTuple):
+    """What one training step updates: ``params``, ``opt_state`` (optax) and ``step`` (int32 [])."""
+
     params: Any
     opt_state: Any
     step: jax.Array
 
 
 def xent(logits, labels):
+    """Mean cross-entropy of ``logits: [B, C]`` against integer ``labels: [B]`` (a scalar)."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0])
 
 
 def make_train_step(config, model: Classifier):
+    """``train_step(state, batch) -> (state, metrics)``: one optimizer step on :func:`xent`.
+
+    ``batch`` holds ``inputs`` (``[B, T]`` ids or ``[B, T, F]``), ``lengths [B]`` and
+    ``labels [B]``; ``metrics`` holds the batch's ``loss``, ``accuracy`` and the
+    gradient's global norm ``grad_norm``. The optimizer is ``config.optimizer``'s.
+    """
     optimizer = training.make_optimizer(config)
 
     def loss_fn(params, batch):

@@ -274,6 +274,8 @@ class LMState(NamedTuple):
 
 
 def init_state(config, vocab_size: int, key) -> LMState:
+    """A fresh :class:`LMState`: params from ``key``, the optimizer's state, a zero carry
+    for ``config.batch_size`` streams (each leaf ``[B, H]``) and ``step = 0``."""
     model = make_lm(config, vocab_size)
     params = model.init(key)
     # zeros_like per leaf: the cells' initial carries share one zeros buffer between
@@ -325,6 +327,8 @@ def make_eval(config, vocab_size: int):
 
 
 class Corpus(NamedTuple):
+    """The vocabulary and the encoded splits: ``train_ids``, ``val_ids`` (int ``[N]`` each)."""
+
     vocab: text_data.Vocab
     train_ids: np.ndarray
     val_ids: np.ndarray
@@ -351,6 +355,7 @@ def resolve_config(config, vocab: text_data.Vocab):
 
 
 def vocab_from_config(config) -> text_data.Vocab:
+    """The vocabulary saved in ``config.data.vocab`` (by :func:`resolve_config`), ``<unk>`` first."""
     return text_data.Vocab((text_data.UNK,) + tuple(config.data.vocab), 1, 0)
 
 

@@ -155,12 +155,19 @@ def make_batch(task, config, step: int) -> dict:
 # ------------------------------------------------------------------------- training
 
 class Seq2SeqState(NamedTuple):
+    """What one training step updates: ``params``, ``opt_state`` (optax) and ``step`` (int32 [])."""
+
     params: Any
     opt_state: Any
     step: jax.Array
 
 
 def make_train_step(config, model: Seq2Seq):
+    """``train_step(state, batch) -> (state, metrics)``: one optimizer step, teacher forced.
+
+    ``batch`` holds ``src [B, S]``, ``src_len [B]``, ``tgt_in`` and ``tgt_out [B, T]``
+    and ``tgt_len [B]``; the loss is :func:`sequence_loss` over the valid target tokens.
+    """
     optimizer = training.make_optimizer(config)
 
     def loss_fn(params, batch):

@@ -247,6 +247,11 @@ def stack(cells: list[Cell] | tuple[Cell, ...], *, skip: bool = False) -> Cell:
     to its output (a residual connection). Use this form when the per-step carry of
     the whole stack matters (diagnostics, generation); ``rnn_jax.ops.stacked`` runs
     layer by layer instead and supports dropout between layers.
+
+    Params: a tuple with each layer's params (layer l sees inputs of width
+    ``cells[l-1].hidden_size``, the first layer the stack's input size I). Carry: a tuple
+    with each layer's carry (e.g. ``[*batch, H_l]``, or ``(h, c)`` for an LSTM layer);
+    ``y: [*batch, H]`` with H the last layer's ``hidden_size``.
     """
     cells = tuple(cells)
     if not cells:

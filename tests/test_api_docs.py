@@ -104,3 +104,49 @@ def test_cell_constructors_give_their_shapes():
     # The 13 cells and wrappers of rnn_jax.cells.__all__ at least (weight_drop returns params).
     assert len(checked) >= 13, sorted(f.__name__ for f in checked)
     assert not bad, "no params/carry shapes in the docstring of " + ", ".join(sorted(set(bad)))
+
+
+# reST roles in the docstrings, e.g. :func:`rnn_jax.unroll` or :class:`~rnn_jax.cells.Cell`.
+ROLE = re.compile(r":(?:func|class|mod|data|attr|meth|obj|exc):`~?([\w.]+)`")
+
+
+def _resolves(target: str, module) -> bool:
+    """Whether ``target`` names something: as an importable dotted path, or relative to
+    ``module``'s namespace (``:func:`min_gru``` inside rnn_jax.cells.modern)."""
+    parts = target.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for p in parts[i:]:
+                obj = getattr(obj, p)
+            return True
+        except AttributeError:
+            break
+    obj = module
+    try:
+        for p in parts:
+            obj = getattr(obj, p)
+        return True
+    except AttributeError:
+        return False
+
+
+def test_cross_references_in_docstrings_resolve():
+    """pdoc turns a role into a link when the name resolves and silently into plain code
+    when it does not, so a renamed function would leave dead references: check them here."""
+    refs, broken = 0, []
+    for name in MODULES:
+        module = importlib.import_module(name)
+        objs = [("", module)] + [(n, o) for n, o in vars(module).items()
+                                 if (inspect.isfunction(o) or inspect.isclass(o))
+                                 and getattr(o, "__module__", None) == name]
+        for qual, obj in objs:
+            for target in ROLE.findall(obj.__doc__ or ""):
+                refs += 1
+                if not _resolves(target, module):
+                    broken.append(f"{name}{'.' + qual if qual else ''}: {target}")
+    assert refs > 100, refs  # the docstrings do use them; a broken regex would find none
+    assert not broken, "cross-references that resolve to nothing: " + ", ".join(broken)

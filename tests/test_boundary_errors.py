@@ -116,6 +116,24 @@ def test_unknown_params_say_which_keys():
         rnn.step({"kernel": jnp.zeros((I, H))}, rnn.initial_carry((B,)), XS[0])
 
 
+def test_extra_entries_pass_unless_another_cell_uses_their_name():
+    """A user may keep their own entries in a params dict (the fast paths give them zero
+    gradients, tests/test_fused.py); an extra entry named like another cell's (here the
+    peepholes) means another cell's params, which would otherwise be silently ignored."""
+    lstm = cells.lstm(H)
+    carry = lstm.initial_carry((B,))
+    for note in (jnp.ones(3), "a string", {"nested": jnp.ones(2)}):
+        _, y = lstm.step(dict(PARAMS["lstm"], note=note), carry, XS[0])
+        assert y.shape == (B, H)
+    with pytest.raises(ValueError, match=r"params look like a peephole LSTM's, hidden size 4 "
+                                         r"\(keys \['b', 'p_f', 'p_i', 'p_o', 'w_h', 'w_x'\]\); "
+                                         r"this cell is an LSTM"):
+        lstm.step(PARAMS["peephole"], carry, XS[0])
+    # A user's entry does not hide whose params they are.
+    with pytest.raises(ValueError, match="params look like a GRU's or a 3-gate LSTM's"):
+        lstm.step(dict(PARAMS["gru"], note=jnp.ones(3)), carry, XS[0])
+
+
 def test_the_check_accepts_other_mappings_and_dtypes():
     """FrozenDict-like mappings and params stored in another precision are not refused."""
     from types import MappingProxyType

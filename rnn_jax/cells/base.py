@@ -139,6 +139,14 @@ _LOOKS = (
      "an LRU's"),
 )
 _BY_GATE_COUNT = {1: "an Elman RNN's", 3: "a GRU's or a 3-gate LSTM's", 4: "an LSTM's"}
+# Every name a built-in cell's params use. Other extra entries are the user's own (a
+# params dict may carry them; the fast paths give them zero gradients), but an extra
+# name from this set means another cell's params (a peephole LSTM's into a plain one).
+_CELL_KEYS = frozenset().union(_DENSE, {"p_i", "p_f", "p_o"}, *(k for k, _ in _LOOKS))
+
+
+def _is_cell_key(name) -> bool:
+    return name in _CELL_KEYS or (isinstance(name, str) and name.startswith("ln_"))
 
 
 def _shape_str(shape) -> str:
@@ -150,9 +158,11 @@ def _layout_str(shapes: dict) -> str:
 
 
 def _looks_like(params, hidden_size: int) -> Optional[str]:
-    """A phrase naming the built-in cell whose params these look like, or None."""
-    keys = frozenset(params)
-    shapes = {k: tuple(getattr(v, "shape", ())) for k, v in params.items()}
+    """A phrase naming the built-in cell whose params these look like, or None.
+
+    Only the names a built-in cell uses count; a user's extra entries are ignored."""
+    keys = frozenset(k for k in params if _is_cell_key(k))
+    shapes = {k: tuple(getattr(params[k], "shape", ())) for k in keys}
     for known, phrase in _LOOKS:
         if keys == known:
             return phrase
@@ -214,9 +224,11 @@ def params_check(cell: str, hidden_size: int, init) -> Callable[[Params], int]:
 
     Returns:
       ``check(params) -> input_size``. It raises a TypeError when ``params`` is not a
-      mapping and a ValueError when its keys or shapes differ from ``init``'s,
-      naming the built-in cell the params look like (a GRU's params passed to an
-      LSTM say so). Dtypes are not checked: params may be stored in another precision.
+      mapping and a ValueError when an entry of ``init``'s is missing or has another
+      shape, or when an extra entry bears a name another built-in cell uses (``b_hn``,
+      ``p_f``, ``w_r`` ...), naming the built-in cell the params look like (a GRU's
+      params passed to an LSTM say so). Other extra entries are allowed (a user's own
+      notes), and dtypes are not checked (params may be stored in another precision).
     """
     layout = []
     accepted: dict = {}  # shape signature -> input size, so a repeated check is a lookup
@@ -227,7 +239,7 @@ def params_check(cell: str, hidden_size: int, init) -> Callable[[Params], int]:
                 sig = tuple((k, tuple(v.shape)) for k, v in params.items())
             except AttributeError:
                 sig = None
-            if sig in accepted:
+            if sig is not None and sig in accepted:
                 return accepted[sig]
         if not layout:
             layout.append(_layout_of(init))
@@ -238,12 +250,15 @@ def params_check(cell: str, hidden_size: int, init) -> Callable[[Params], int]:
                     if isinstance(params, (tuple, list)) else "")
             raise TypeError(f"params must be a dict: this cell is {want} keys "
                             f"{sorted(base)}; got {type(params).__name__}{hint}")
-        if set(params) != set(base):
+        missing = set(base) - set(params)
+        foreign = {k for k in set(params) - set(base) if _is_cell_key(k)}
+        if missing or foreign:
             seen = _looks_like(params, hidden_size)
             got = (f"params look like {seen} (keys {sorted(params)})" if seen
                    else f"params have keys {sorted(params)}")
             raise ValueError(f"{got}; this cell is {want} keys {sorted(base)}")
-        shapes = {k: tuple(getattr(v, "shape", ())) for k, v in params.items()}
+        # Only the cell's own entries are checked; the user's extra ones pass untouched.
+        shapes = {k: tuple(getattr(params[k], "shape", ())) for k in base}
         # The input size, from the first axis that grows with it.
         input_size = None
         for k in sorted(base):
@@ -257,8 +272,8 @@ def params_check(cell: str, hidden_size: int, init) -> Callable[[Params], int]:
             got = f"params look like {seen}" if seen else "params do not fit"
             raise ValueError(f"{got} ({_layout_str(shapes)}); this cell is {want} "
                              f"{_expected_str(base, coef)} (I = input_size)")
-        if len(accepted) < 64:
-            accepted[tuple((k, shapes[k]) for k in params)] = input_size
+        if sig is not None and len(accepted) < 64:
+            accepted[sig] = input_size
         return input_size
 
     return check

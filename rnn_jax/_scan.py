@@ -51,10 +51,39 @@ def check_carry(step, params, carry, xs) -> None:
         raise TypeError("step must return a pair (carry, y)")
     got = jax.tree_util.tree_map(lambda a: (tuple(a.shape), jnp.dtype(a.dtype)), out[0])
     want = jax.tree_util.tree_map(lambda a: (tuple(jnp.shape(a)), jnp.result_type(a)), carry)
+    where = _list_for_tuple(carry, out[0], "carry")
+    if where is not None:
+        path, kind = where
+        raise TypeError(
+            f"{path} is a list, but step returns {kind} there: pass it as a tuple "
+            f"(e.g. tuple({path}), or use cell.initial_carry). jax.lax.scan needs the carry "
+            "to come back as the same pytree, and a list and a tuple are different pytrees")
     if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(want) or got != want:
         raise ValueError(
             "carry does not match what step returns: passed "
             f"{want}, step returns {got} (shape, dtype per leaf)")
+
+
+def _list_for_tuple(passed, returned, path: str):
+    """``(path, kind)`` of the first list in ``passed`` where ``returned`` has a tuple.
+
+    ``kind`` names what step returns there (``"a tuple"``, or a NamedTuple's class).
+    None when there is no such place.
+    """
+    if isinstance(passed, list) and isinstance(returned, tuple) and len(passed) == len(returned):
+        name = type(returned).__name__
+        return path, ("a tuple" if type(returned) is tuple else f"a {name} (a NamedTuple)")
+    if isinstance(passed, (list, tuple)) and isinstance(returned, (list, tuple)):
+        pairs = [(f"{path}[{i}]", a, b) for i, (a, b) in enumerate(zip(passed, returned))]
+    elif isinstance(passed, dict) and isinstance(returned, dict):
+        pairs = [(f"{path}[{k!r}]", passed[k], returned[k]) for k in passed if k in returned]
+    else:
+        return None
+    for sub, a, b in pairs:
+        found = _list_for_tuple(a, b, sub)
+        if found is not None:
+            return found
+    return None
 
 
 def check_lengths(lengths, carry, T: int):

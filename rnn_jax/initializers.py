@@ -80,6 +80,7 @@ def glorot_uniform(key, shape, dtype=jnp.float32) -> jax.Array:
 
 
 def zeros(key, shape, dtype=jnp.float32) -> jax.Array:
+    """All zeros of ``shape``; ``key`` is unused (accepted for the shared signature)."""
     del key
     return jnp.zeros(shape, dtype)
 
@@ -102,8 +103,47 @@ def chrono(key, hidden_size: int, dtype=jnp.float32, *, t_max: float) -> tuple[j
 _RECURRENT = {"orthogonal": orthogonal, "identity": identity, "gaussian": gaussian}
 
 
-def recurrent(name: str, scale: float = 1.0) -> Initializer:
-    """Look up a recurrent-matrix initializer by name with its scale (= spectral radius)."""
-    if name not in _RECURRENT:
-        raise ValueError(f"recurrent_init must be one of {sorted(_RECURRENT)}, got {name!r}")
-    return functools.partial(_RECURRENT[name], scale=scale)
+# Every initializer a cell's kernel_init / recurrent_init may name.
+_NAMED = {**_RECURRENT, "uniform": uniform, "glorot_uniform": glorot_uniform, "zeros": zeros}
+
+
+def recurrent(name, scale: float = 1.0) -> Initializer:
+    """A recurrent-matrix initializer by name (or a callable) with its scale.
+
+    For ``"orthogonal"``, ``"identity"`` and ``"gaussian"`` the scale is the spectral
+    radius (exactly, or in the large-H limit for gaussian). Any other name or callable
+    accepted by :func:`resolve` has its output multiplied by ``scale``.
+    """
+    if isinstance(name, str) and name in _RECURRENT:
+        return functools.partial(_RECURRENT[name], scale=scale)
+    init = resolve(name, "recurrent_init")
+    if scale == 1.0:
+        return init
+
+    def scaled(key, shape, dtype=jnp.float32):
+        return (scale * init(key, shape, dtype)).astype(dtype)
+    return scaled
+
+
+def resolve(init, arg: str = "recurrent_init") -> Initializer:
+    """An initializer given as a callable or by name, as a callable.
+
+    Args:
+      init: a callable ``init(key, shape, dtype) -> Array`` (returned unchanged) or one of
+        the names ``"orthogonal"``, ``"identity"``, ``"gaussian"``, ``"uniform"``,
+        ``"glorot_uniform"``, ``"zeros"`` (the functions of this module with their
+        default keyword arguments).
+      arg: the argument's name, for the error message.
+
+    Raises:
+      ValueError: an unknown name. TypeError: neither a name nor a callable.
+    """
+    if isinstance(init, str):
+        if init not in _NAMED:
+            raise ValueError(f"{arg} must be one of {sorted(_NAMED)} or a callable "
+                             f"init(key, shape, dtype), got {init!r}")
+        return _NAMED[init]
+    if not callable(init):
+        raise TypeError(f"{arg} must be one of {sorted(_NAMED)} or a callable "
+                        f"init(key, shape, dtype), got {type(init).__name__}")
+    return init

@@ -21,8 +21,6 @@
 Parameters are ``{"cell": cell_params, "readout": {"w": [H, out], "b": [out]}}``.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any, Callable, Mapping, NamedTuple
 

@@ -28,8 +28,6 @@ events), ``eval.json`` (test accuracy, confusion matrix), ``confusion_matrix.png
 ``.pdf``, ``attention.png``/``.pdf`` and checkpoints into the workdir.
 """
 
-from __future__ import annotations
-
 import copy
 import os
 from typing import Callable, NamedTuple
@@ -180,6 +178,14 @@ class Dataset(NamedTuple):
 
 
 def load_dataset(config) -> Dataset:
+    """The train and test splits named by ``config.data``, as a :class:`Dataset`.
+
+    ``data.source="digits"``: scikit-learn's 8x8 digits, read row by row (``[N, 8, 8]``)
+    or pixel by pixel (``[N, 64, 1]``) as ``data.digits_mode`` says. ``"tsv"``: the
+    ``label<TAB>text`` file at ``data.path``, tokenized, its vocabulary built on the
+    training split, token ids ``[N, T]`` right-padded; the test split is
+    ``data.test_path`` or a held-out ``data.test_fraction``.
+    """
     d = config.data
     if d.source == "digits":
         from rnn_jax.tasks import digits
@@ -258,7 +264,13 @@ def train_batch(train: dict, config, step: int) -> dict:
 
 
 def make_train_step(config, model: Classifier, optimizer=None):
-    """``(state, batch) -> (state, metrics)`` on a :class:`~rnn_jax.train.training.TrainState`."""
+    """``train_step(state, batch) -> (state, metrics)``: one optimizer step on :func:`xent`,
+    on a :class:`~rnn_jax.train.training.TrainState`.
+
+    ``batch`` holds ``inputs`` (``[B, T]`` ids or ``[B, T, F]``), ``lengths [B]`` and
+    ``labels [B]``; ``metrics`` holds the batch's ``loss``, ``accuracy`` and the
+    gradient's global norm ``grad_norm``. ``optimizer`` defaults to ``config.optimizer``'s.
+    """
     optimizer = training.make_optimizer(config) if optimizer is None else optimizer
 
     def loss_fn(params, batch):

@@ -27,8 +27,6 @@ The ``<unk>`` id is never sampled. A fixed ``key`` gives the same text.
 ``val_bpc.png``/``.pdf``, ``sample.txt`` and orbax checkpoints into the workdir.
 """
 
-from __future__ import annotations
-
 import copy
 import functools
 import json
@@ -323,6 +321,8 @@ def make_eval(config, vocab_size: int, *, model: LM | None = None):
 
 
 class Corpus(NamedTuple):
+    """The vocabulary and the encoded splits: ``train_ids``, ``val_ids`` (int ``[N]`` each)."""
+
     vocab: text_data.Vocab
     train_ids: np.ndarray
     val_ids: np.ndarray
@@ -347,6 +347,7 @@ def resolve_config(config, vocab: text_data.Vocab):
 
 
 def vocab_from_config(config) -> text_data.Vocab:
+    """The vocabulary saved in ``config.data.vocab`` (by :func:`resolve_config`), ``<unk>`` first."""
     return text_data.Vocab((text_data.UNK,) + tuple(config.data.vocab), 1, 0)
 
 

@@ -15,14 +15,14 @@ import jax.numpy as jnp
 from rnn_jax import fused
 from rnn_jax import initializers as inits
 from rnn_jax.cells.base import (Cell, ACTIVATIONS, bias_like, check_input, check_size,
-                                dense_init, split_gates, zeros_carry)
+                                dense_init, params_check, split_gates, zeros_carry)
 from rnn_jax.gates import gru_gates, lstm_pointwise
 
 # ----------------------------------------------------------------------------- RNN
 
 def rnn(hidden_size: int, *, activation: str = "tanh",
-        recurrent_init: str = "orthogonal", recurrent_scale: float = 1.0,
-        kernel_init: inits.Initializer = inits.glorot_uniform,
+        recurrent_init: str | inits.Initializer = "orthogonal", recurrent_scale: float = 1.0,
+        kernel_init: str | inits.Initializer = inits.glorot_uniform,
         dtype=jnp.float32) -> Cell:
     """Elman RNN: ``h_t = f(x_t @ w_x + h_{t-1} @ w_h + b)``, ``y_t = h_t``.
 
@@ -30,11 +30,14 @@ def rnn(hidden_size: int, *, activation: str = "tanh",
       hidden_size: H.
       activation: ``"tanh"`` or ``"relu"``.
       recurrent_init: ``"orthogonal"`` (default), ``"identity"`` (with ``activation="relu"``
-        this is the IRNN of Le et al. 2015) or ``"gaussian"`` (N(0, scale^2/H)).
+        this is the IRNN of Le et al. 2015), ``"gaussian"`` (N(0, scale^2/H)), another
+        name known to :func:`rnn_jax.initializers.resolve`, or a callable
+        ``init(key, shape, dtype)``.
       recurrent_scale: multiplies the recurrent init. For orthogonal and identity it is
         exactly the spectral radius of ``w_h``; for gaussian it is the radius in the
         large-H limit.
-      kernel_init: initializer for ``w_x`` (default Glorot uniform). ``b`` starts at 0.
+      kernel_init: initializer for ``w_x`` (default Glorot uniform), a callable or a
+        name. ``b`` starts at 0.
       dtype: parameter and carry dtype.
 
     Params: ``{"w_x": [I, H], "w_h": [H, H], "b": [H]}``. Carry: ``h: [*batch, H]``.
@@ -44,14 +47,17 @@ def rnn(hidden_size: int, *, activation: str = "tanh",
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     act = ACTIVATIONS[activation]
     rec_init = inits.recurrent(recurrent_init, recurrent_scale)
+    kernel_init = inits.resolve(kernel_init, "kernel_init")
 
     def init(key, input_size):
         input_size = check_size("input_size", input_size)
         w_x, w_h = dense_init(key, input_size, hidden_size, 1, kernel_init, rec_init, dtype)
         return {"w_x": w_x, "w_h": w_h, "b": jnp.zeros((hidden_size,), dtype)}
 
+    check_params = params_check("an Elman RNN", hidden_size, init)
+
     def step(params, h, x):
-        check_input(x, params, h, hidden_size)
+        check_input(x, params, h, hidden_size, check_params)
         z = x @ params["w_x"] + h @ params["w_h"]
         h = act(z + bias_like(params["b"], z))
         return h, h
@@ -65,8 +71,8 @@ def rnn(hidden_size: int, *, activation: str = "tanh",
 
 def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True,
          coupled: bool = False, peephole: bool = False, chrono_t_max: float | None = None,
-         kernel_init: inits.Initializer = inits.glorot_uniform,
-         recurrent_init: inits.Initializer = inits.orthogonal,
+         kernel_init: str | inits.Initializer = inits.glorot_uniform,
+         recurrent_init: str | inits.Initializer = inits.orthogonal,
          dtype=jnp.float32) -> Cell:
     """LSTM with forget gate (Gers et al. 2000) and the common variants.
 
@@ -90,7 +96,10 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
       chrono_t_max: if set, chrono-initialise the biases (Tallec & Ollivier 2018):
         ``b_f = log U[1, T_max - 1]`` and ``b_i = -b_f``; overrides ``forget_bias``.
       kernel_init, recurrent_init: initializers for ``w_x`` and each [H, H] gate
-        block of ``w_h`` (default Glorot uniform and orthogonal).
+        block of ``w_h`` (default Glorot uniform and orthogonal): callables
+        ``init(key, shape, dtype)`` or names such as ``"orthogonal"`` (see
+        :func:`rnn_jax.initializers.resolve`).
+      dtype: parameter and carry dtype.
 
     Gate blocks, in order: ``("i", "f", "g", "o")``; without a forget gate
     ``("i", "g", "o")``; CIFG ``("f", "g", "o")``. Params: ``w_x: [I, G*H]``,
@@ -111,6 +120,8 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
         gates = ("i", "f", "g", "o")
     n = len(gates)
     H = hidden_size
+    kernel_init = inits.resolve(kernel_init, "kernel_init")
+    recurrent_init = inits.resolve(recurrent_init, "recurrent_init")
 
     def init(key, input_size):
         input_size = check_size("input_size", input_size)
@@ -131,12 +142,15 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, forget_gate: bool = True
                     params["p_" + g] = jnp.zeros((H,), dtype)
         return params
 
+    name = "a peephole LSTM" if peephole else "an LSTM"
+    check_params = params_check(f"{name} (gates {', '.join(gates)})", H, init)
+
     def pointwise(params, carry, x):
         if not (isinstance(carry, (tuple, list)) and len(carry) == 2):
             raise TypeError(f"LSTM carry must be a pair (h, c) of [..., {H}] arrays, "
                             f"got {type(carry).__name__}")
         h, c = carry
-        check_input(x, params, h, H)
+        check_input(x, params, h, H, check_params)
         if c.shape != h.shape:
             raise ValueError(f"carry (h, c) must have equal shapes, got h {h.shape} and c {c.shape}")
         z = x @ params["w_x"] + h @ params["w_h"]
@@ -190,8 +204,10 @@ def gru(hidden_size: int, *, reset_after: bool = False,
             params["b_hn"] = jnp.zeros((H,), dtype)
         return params
 
+    check_params = params_check("a GRU" + (" (reset_after)" if reset_after else ""), H, init)
+
     def gates_of(params, h, x):
-        check_input(x, params, h, H)
+        check_input(x, params, h, H, check_params)
         zx = x @ params["w_x"]
         zx = zx + bias_like(params["b"], zx)
         return gru_gates(zx, h, params["w_h"], params["b_hn"] if reset_after else None)
@@ -219,6 +235,11 @@ def stack(cells: list[Cell] | tuple[Cell, ...], *, skip: bool = False) -> Cell:
     to its output (a residual connection). Use this form when the per-step carry of
     the whole stack matters (diagnostics, generation); ``rnn_jax.ops.stacked`` runs
     layer by layer instead and supports dropout between layers.
+
+    Params: a tuple with each layer's params (layer l sees inputs of width
+    ``cells[l-1].hidden_size``, the first layer the stack's input size I). Carry: a tuple
+    with each layer's carry (e.g. ``[*batch, H_l]``, or ``(h, c)`` for an LSTM layer);
+    ``y: [*batch, H]`` with H the last layer's ``hidden_size``.
     """
     cells = tuple(cells)
     if not cells:

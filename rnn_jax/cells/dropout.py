@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from rnn_jax.cells.base import Cell
+from rnn_jax.cells.base import Cell, batch_shape_tuple
 
 
 def _check_rate(name: str, rate) -> float:
@@ -52,8 +52,8 @@ def variational_dropout(cell: Cell, *, key, batch_shape: Sequence[int] = (), inp
         the built-in cells), as the step reads it. The carry passed on is not masked, so
         the outputs and the LSTM's cell state are untouched (Gal & Ghahramani 2016).
       key: a PRNG key, or ``None`` for evaluation (returns ``cell`` itself).
-      batch_shape: the batch shape the cell will run with; the masks are
-        ``[*batch_shape, input_size]`` and ``[*batch_shape, H]``.
+      batch_shape: the batch shape the cell will run with (an int ``B`` means ``(B,)``);
+        the masks are ``[*batch_shape, input_size]`` and ``[*batch_shape, H]``.
       input_size: the width of ``x``.
       input_rate, recurrent_rate: drop probabilities in [0, 1).
 
@@ -64,7 +64,7 @@ def variational_dropout(cell: Cell, *, key, batch_shape: Sequence[int] = (), inp
     recurrent_rate = _check_rate("recurrent_rate", recurrent_rate)
     if key is None or (input_rate == 0.0 and recurrent_rate == 0.0):
         return cell
-    batch_shape = tuple(batch_shape)
+    batch_shape = batch_shape_tuple(batch_shape)
     first = jax.tree_util.tree_leaves(cell.initial_carry(batch_shape))[0]
     k_x, k_h = jax.random.split(key)
     mask_x = _keep_mask(k_x, input_rate, batch_shape + (input_size,), first.dtype)
@@ -123,7 +123,7 @@ def zoneout(cell: Cell, *, key, rate: Any = 0.0) -> Cell:
     raw = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
 
     def initial_carry(batch_shape=()):
-        batch_shape = tuple(batch_shape)
+        batch_shape = batch_shape_tuple(batch_shape)
         n = 1
         for d in batch_shape:
             n *= d

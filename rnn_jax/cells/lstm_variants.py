@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from rnn_jax import initializers as inits
-from rnn_jax.cells.base import Cell, bias_like, check_size, dense_init
+from rnn_jax.cells.base import (Cell, batch_shape_tuple, bias_like, check_size, dense_init,
+                                params_check)
 from rnn_jax.gates import lstm_pointwise
 
 _GATES = ("i", "f", "g", "o")
@@ -28,8 +29,8 @@ def _check_pair(carry, widths, name):
     return h, c
 
 
-def _check_x(x, params, batch_shape):
-    input_size = params["w_x"].shape[0]
+def _check_x(x, params, batch_shape, check_params):
+    input_size = check_params(params)
     if x.ndim < 1 or x.shape[-1] != input_size:
         raise ValueError(f"x must have shape [..., input_size={input_size}] (the size given "
                          f"to init), got shape {tuple(x.shape)}")
@@ -40,7 +41,7 @@ def _check_x(x, params, batch_shape):
 
 def _initial_pair(h_width, c_width, dtype):
     def initial_carry(batch_shape=()):
-        batch_shape = tuple(batch_shape)
+        batch_shape = batch_shape_tuple(batch_shape)
         return (jnp.zeros(batch_shape + (h_width,), dtype), jnp.zeros(batch_shape + (c_width,), dtype))
     return initial_carry
 
@@ -62,8 +63,8 @@ def layer_norm(z, scale, offset, eps: float):
 
 
 def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 1e-5,
-                    kernel_init: inits.Initializer = inits.glorot_uniform,
-                    recurrent_init: inits.Initializer = inits.orthogonal,
+                    kernel_init: str | inits.Initializer = inits.glorot_uniform,
+                    recurrent_init: str | inits.Initializer = inits.orthogonal,
                     dtype=jnp.float32) -> Cell:
     """Layer-normalised LSTM of Ba, Kiros & Hinton 2016 (arXiv 1607.06450, section 6)::
 
@@ -83,6 +84,8 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
     H = check_size("hidden_size", hidden_size)
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
+    kernel_init = inits.resolve(kernel_init, "kernel_init")
+    recurrent_init = inits.resolve(recurrent_init, "recurrent_init")
 
     def init(key, input_size):
         input_size = check_size("input_size", input_size)
@@ -93,9 +96,11 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
                 "ln_h_scale": ones4, "ln_h_offset": zeros4,
                 "ln_c_scale": jnp.ones((H,), dtype), "ln_c_offset": jnp.zeros((H,), dtype)}
 
+    check_params = params_check("a layer-norm LSTM", H, init)
+
     def pre_activations(params, carry, x):
         h, c = _check_pair(carry, (H, H), "layer_norm_lstm")
-        _check_x(x, params, h.shape[:-1])
+        _check_x(x, params, h.shape[:-1], check_params)
         z = (layer_norm(h @ params["w_h"], params["ln_h_scale"], params["ln_h_offset"], eps)
              + layer_norm(x @ params["w_x"], params["ln_x_scale"], params["ln_x_offset"], eps))
         z = z + bias_like(params["b"], z)
@@ -116,8 +121,8 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
 
 
 def lstmp(hidden_size: int, proj_size: int, *, forget_bias: float = 1.0,
-          kernel_init: inits.Initializer = inits.glorot_uniform,
-          recurrent_init: inits.Initializer = inits.orthogonal,
+          kernel_init: str | inits.Initializer = inits.glorot_uniform,
+          recurrent_init: str | inits.Initializer = inits.orthogonal,
           dtype=jnp.float32) -> Cell:
     """LSTM with a recurrent projection layer (LSTMP; Sak, Senior & Beaufays 2014)::
 
@@ -137,6 +142,8 @@ def lstmp(hidden_size: int, proj_size: int, *, forget_bias: float = 1.0,
     P = check_size("proj_size", proj_size)
     if P >= H:
         raise ValueError(f"proj_size must be smaller than hidden_size={H} (as in PyTorch), got {P}")
+    kernel_init = inits.resolve(kernel_init, "kernel_init")
+    recurrent_init = inits.resolve(recurrent_init, "recurrent_init")
 
     def init(key, input_size):
         input_size = check_size("input_size", input_size)
@@ -147,9 +154,11 @@ def lstmp(hidden_size: int, proj_size: int, *, forget_bias: float = 1.0,
                 "b": _forget_bias(H, forget_bias, dtype),
                 "w_r": inits.glorot_uniform(k_r, (H, P), dtype)}
 
+    check_params = params_check(f"an LSTMP (proj_size={P})", H, init)
+
     def gates(params, carry, x):
         r, c = _check_pair(carry, (P, H), "lstmp")
-        _check_x(x, params, r.shape[:-1])
+        _check_x(x, params, r.shape[:-1], check_params)
         z = x @ params["w_x"] + r @ params["w_h"]
         z = z + bias_like(params["b"], z)
         return lstm_pointwise(dict(zip(_GATES, jnp.split(z, 4, axis=-1))), c)

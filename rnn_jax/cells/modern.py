@@ -28,7 +28,8 @@ import jax.numpy as jnp
 
 from rnn_jax import initializers as inits
 from rnn_jax import parallel
-from rnn_jax.cells.base import Cell, ACTIVATIONS, bias_like, check_input, check_size, split_gates
+from rnn_jax.cells.base import (Cell, ACTIVATIONS, batch_shape_tuple, bias_like, check_input,
+                                check_size, params_check, split_gates)
 
 
 def _row(v, like):
@@ -121,12 +122,14 @@ def lru(hidden_size: int, *, state_size: int | None = None, r_min: float = 0.0,
                 "D": jax.random.normal(kd, (I, H), dtype) / math.sqrt(I)}
 
     def initial_carry(batch_shape=()):
-        z = jnp.zeros(tuple(batch_shape) + (N,), dtype)
+        z = jnp.zeros(batch_shape_tuple(batch_shape) + (N,), dtype)
         return (z, z)
+
+    check_params = params_check(f"an LRU (state_size={N})", H, init)
 
     def check(params, carry, x):
         _check_carry_tuple(carry, 2, "LRU", N)
-        _check_x(x, params["B_re"].shape[0])
+        _check_x(x, check_params(params))
         _check_leaves(carry, x, N, "LRU")
 
     def step(params, carry, x):
@@ -212,7 +215,7 @@ def min_gru_gates(params, x, H):
     return -jax.nn.softplus(k_z), -jax.nn.softplus(-k_z) + log_g(k_h)
 
 
-def min_gru(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_uniform,
+def min_gru(hidden_size: int, *, kernel_init: str | inits.Initializer = inits.glorot_uniform,
             dtype=jnp.float32) -> Cell:
     """minGRU (Feng et al. 2024, Sec. 3.1 and App. B, log-space version)::
 
@@ -227,9 +230,11 @@ def min_gru(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_u
     Gate blocks ``("z", "h")``. Params: ``w_x: [I, 2H]``, ``b: [2H]``. Carry: ``h: [*batch, H]``.
     """
     H = check_size("hidden_size", hidden_size)
+    init = _dense_x_init(inits.resolve(kernel_init, "kernel_init"), dtype, H, 2)
+    check_params = params_check("a minGRU", H, init)
 
     def check(params, h, x):
-        check_input(x, params, h, H)
+        check_input(x, params, h, H, check_params)
 
     def step(params, h, x):
         # Linear space here; the parallel path computes the same function in log space.
@@ -242,7 +247,7 @@ def min_gru(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_u
         check(params, h, x)
         return jax.nn.sigmoid(-_pre(params, x, 2)[0])  # 1 - z
 
-    return Cell(_dense_x_init(kernel_init, dtype, H, 2), _zeros(H, dtype), step, H, ("z", "h"),
+    return Cell(init, _zeros(H, dtype), step, H, ("z", "h"),
                 parallel_unroll=_log_space_path(lambda p, x: min_gru_gates(p, x, H), check),
                 retention=retention)
 
@@ -255,7 +260,7 @@ def min_lstm_gates(params, x, H):
     return -jax.nn.softplus(diff), -jax.nn.softplus(-diff) + log_g(k_h)
 
 
-def min_lstm(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_uniform,
+def min_lstm(hidden_size: int, *, kernel_init: str | inits.Initializer = inits.glorot_uniform,
              dtype=jnp.float32) -> Cell:
     """minLSTM (Feng et al. 2024, Sec. 3.2 and App. B, log-space version)::
 
@@ -267,9 +272,11 @@ def min_lstm(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_
     ``b: [3H]``. Carry: ``h: [*batch, H]``.
     """
     H = check_size("hidden_size", hidden_size)
+    init = _dense_x_init(inits.resolve(kernel_init, "kernel_init"), dtype, H, 3)
+    check_params = params_check("a minLSTM", H, init)
 
     def check(params, h, x):
-        check_input(x, params, h, H)
+        check_input(x, params, h, H, check_params)
 
     def step(params, h, x):
         # Linear space here; the parallel path computes the same function in log space.
@@ -282,7 +289,7 @@ def min_lstm(hidden_size: int, *, kernel_init: inits.Initializer = inits.glorot_
         check(params, h, x)
         return _min_lstm_linear(params, x)[0]  # f'
 
-    return Cell(_dense_x_init(kernel_init, dtype, H, 3), _zeros(H, dtype), step, H,
+    return Cell(init, _zeros(H, dtype), step, H,
                 ("f", "i", "h"),
                 parallel_unroll=_log_space_path(lambda p, x: min_lstm_gates(p, x, H), check),
                 retention=retention)
@@ -304,7 +311,7 @@ def _log_space_path(gates, check):
 
 def _zeros(H, dtype, n=1):
     def initial_carry(batch_shape=()):
-        z = jnp.zeros(tuple(batch_shape) + (H,), dtype)
+        z = jnp.zeros(batch_shape_tuple(batch_shape) + (H,), dtype)
         return z if n == 1 else tuple(z for _ in range(n))
     return initial_carry
 
@@ -315,8 +322,8 @@ _FORGET = ("sigmoid", "exp")
 
 
 def slstm(hidden_size: int, *, num_heads: int = 1, forget_gate: str = "sigmoid",
-          forget_bias: float = 1.0, kernel_init: inits.Initializer = inits.glorot_uniform,
-          recurrent_init: inits.Initializer = inits.orthogonal, dtype=jnp.float32) -> Cell:
+          forget_bias: float = 1.0, kernel_init: str | inits.Initializer = inits.glorot_uniform,
+          recurrent_init: str | inits.Initializer = inits.orthogonal, dtype=jnp.float32) -> Cell:
     """sLSTM of xLSTM (Beck et al. 2024, Sec. 2.2, eqs. 8-17), stabilised::
 
         [i~, f~, z~, o~] = x_t W + h_{t-1} R + b        # R block-diagonal, one block per head
@@ -351,6 +358,8 @@ def slstm(hidden_size: int, *, num_heads: int = 1, forget_gate: str = "sigmoid",
     if forget_gate not in _FORGET:
         raise ValueError(f"forget_gate must be one of {_FORGET}, got {forget_gate!r}")
     d = H // NH
+    kernel_init = inits.resolve(kernel_init, "kernel_init")
+    recurrent_init = inits.resolve(recurrent_init, "recurrent_init")
 
     def init(key, input_size):
         I = check_size("input_size", input_size)
@@ -362,10 +371,12 @@ def slstm(hidden_size: int, *, num_heads: int = 1, forget_gate: str = "sigmoid",
         b = jnp.zeros((4 * H,), dtype).at[H:2 * H].set(forget_bias)
         return {"w_x": w_x, "r": r, "b": b}
 
+    check_params = params_check(f"an sLSTM (num_heads={NH})", H, init)
+
     def pre(params, carry, x):
         _check_carry_tuple(carry, 4, "sLSTM", H)
         h, c, n, m = carry
-        check_input(x, params, h, H)
+        check_input(x, params, h, H, check_params)
         _check_leaves(carry, x, H, "sLSTM")
         hh = h.reshape(h.shape[:-1] + (NH, d))
         zr = jnp.einsum("...kd,kdge->...gke", hh, params["r"]).reshape(h.shape[:-1] + (4 * H,))
@@ -400,7 +411,7 @@ def slstm(hidden_size: int, *, num_heads: int = 1, forget_gate: str = "sigmoid",
 
 def indrnn(hidden_size: int, *, activation: str = "relu", recurrent_max: float | None = None,
            recurrent_init_max: float = 1.0,
-           kernel_init: inits.Initializer = inits.glorot_uniform, dtype=jnp.float32) -> Cell:
+           kernel_init: str | inits.Initializer = inits.glorot_uniform, dtype=jnp.float32) -> Cell:
     """IndRNN (Li et al. 2018, eq. 2): ``h_t = act(x_t W + u * h_{t-1} + b)``, ``y_t = h_t``.
 
     Each unit sees only its own past (``u: [H]`` is a diagonal recurrence), so
@@ -426,6 +437,7 @@ def indrnn(hidden_size: int, *, activation: str = "relu", recurrent_max: float |
                          f"got {recurrent_max!r}")
     act = ACTIVATIONS[activation]
     hi = recurrent_init_max if recurrent_max is None else min(recurrent_init_max, recurrent_max)
+    kernel_init = inits.resolve(kernel_init, "kernel_init")
 
     def init(key, input_size):
         I = check_size("input_size", input_size)
@@ -438,8 +450,10 @@ def indrnn(hidden_size: int, *, activation: str = "relu", recurrent_max: float |
         u = params["u"]
         return u if recurrent_max is None else jnp.clip(u, -recurrent_max, recurrent_max)
 
+    check_params = params_check("an IndRNN", H, init)
+
     def pre(params, h, x):
-        check_input(x, params, h, H)
+        check_input(x, params, h, H, check_params)
         zx = x @ params["w_x"]
         return zx + _row(u_eff(params), h) * h + bias_like(params["b"], zx)
 

@@ -132,7 +132,8 @@ def with_compute_dtype(cell: Cell, compute_dtype) -> Cell:
         compute dtype gives back exactly the original step.
 
     Returns a :class:`Cell` with the same ``init``, ``initial_carry``, ``hidden_size``,
-    ``gates`` and params/carry layout; ``step`` (and ``retention``) rewritten. Inputs
+    ``gates`` and params/carry layout (a carry leaf stays ``[*batch, H]`` in the cell's
+    ``dtype``); ``step`` (and ``retention``) rewritten. Inputs
     ``x`` of any floating dtype (bfloat16 inputs halve their memory) are cast to the
     carry's dtype first, then down again for the matmul (exact for bfloat16 inputs). No
     ``fast_unroll`` or ``parallel_unroll``: ``unroll`` runs the plain scan.

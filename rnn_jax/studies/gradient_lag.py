@@ -212,7 +212,8 @@ _LN10 = math.log(10.0)
 
 
 def state_log10_norm(cell_name: str, g):
-    """log10 of ``||dL/d(recurrent state)_t||`` from :func:`grad_norms`' per-leaf log10 norms.
+    """log10 of ``||dL/d(recurrent state)_t||`` from the per-leaf log10 norms of
+    :func:`rnn_jax.diagnostics.grad_norms`.
 
     The hidden state h (first leaf) for the RNN/LSTM/GRU/minGRU/minLSTM/IndRNN/sLSTM; for
     the LRU the complex state's norm, ``sqrt(|d re|^2 + |d im|^2)``, summed in log space.

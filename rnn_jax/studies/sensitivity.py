@@ -169,6 +169,10 @@ def _slope(x, y):
 
 
 def plot(results, stem):
+    """The study's figure, ``stem.png``/``.pdf``: RMS sensitivity against ``1 - lambda`` for
+    the linear recurrence (with the closed form), and against the forget-gate timescale
+    for the LSTM. ``results`` is what the study writes to its results file; returns the
+    paths written."""
     fig, (ax1, ax2) = plotting.panels(2, panel_height=1.7, sharey=False, vertical=False,
                                       width=plotting.PAGE_WIDTH)
     for kind in PARAMS:

@@ -65,6 +65,7 @@ def train_config(config, name):
 
 
 def validate(config):
+    """Check ``config`` (raising ValueError naming the field) and return the model names."""
     resume.refuse_renamed(config, "training_heatmap")
     names = config_lib.check_names(config, "models", MODELS)
     for field in ("seq_len", "hidden_size", "batch_size", "num_steps", "diagnostics_every"):
@@ -83,6 +84,8 @@ def _read_diag(workdir):
 
 
 def plot(runs, stem, seq_len):
+    """The figure, ``stem.png``/``.pdf``: one heatmap per model of log10 ||dL/dh|| by lag
+    (``curves: [num_probes, seq_len]``) over training ``steps``; returns the paths written."""
     plt = plotting.pyplot()
     n = len(runs)
     fig = plt.figure(figsize=(plotting.PAGE_WIDTH, 3.6), constrained_layout=True)

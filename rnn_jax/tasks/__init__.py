@@ -40,6 +40,7 @@ _REGISTRY = {
 
 
 def names() -> list[str]:
+    """The registered task names, sorted (the values ``task.name`` may take)."""
     return sorted(_REGISTRY)
 
 

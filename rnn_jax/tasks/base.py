@@ -12,8 +12,6 @@ read at each sequence's last valid step when ``output_mode == "last"``, else
 number of classes and outputs are logits.
 """
 
-from __future__ import annotations
-
 from typing import Any, Callable, NamedTuple
 
 import jax

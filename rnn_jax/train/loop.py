@@ -32,7 +32,6 @@ Several processes (hosts): every experiment main takes ``--coordinator_address``
 result files, and all write the checkpoints together (see the README).
 """
 
-from __future__ import annotations
 
 import copy
 import functools

@@ -24,8 +24,6 @@ Per-step metrics (all float32 scalars):
   it, with ``config.skip_nonfinite``).
 """
 
-from __future__ import annotations
-
 import copy
 from typing import Any, Callable, NamedTuple
 

@@ -39,8 +39,6 @@ then emits ``<pad>`` with log-probability 0. See :func:`beam_search` for its sco
 The experiment around it (config, data, training, evaluation) is :mod:`rnn_jax.apps.seq2seq`.
 """
 
-from __future__ import annotations
-
 from typing import Any, Callable, NamedTuple
 
 import jax

@@ -21,8 +21,6 @@ events), ``eval.json``, ``exact_match.png``/``.pdf``, ``attention.png``/``.pdf``
 output characters on y) and orbax checkpoints into the workdir.
 """
 
-from __future__ import annotations
-
 import copy
 import functools
 import os
@@ -147,7 +145,13 @@ def make_batch(task, config, step: int) -> dict:
 # ------------------------------------------------------------------------- training
 
 def make_train_step(config, model: Seq2Seq, optimizer=None):
-    """``(state, batch) -> (state, metrics)`` on a :class:`~rnn_jax.train.training.TrainState`."""
+    """``train_step(state, batch) -> (state, metrics)``: one optimizer step, teacher forced,
+    on a :class:`~rnn_jax.train.training.TrainState`.
+
+    ``batch`` holds ``src [B, S]``, ``src_len [B]``, ``tgt_in`` and ``tgt_out [B, T]``
+    and ``tgt_len [B]``; the loss is :func:`~rnn_jax.apps.seq2seq.model.sequence_loss` over
+    the valid target tokens. ``optimizer`` defaults to ``config.optimizer``'s.
+    """
     optimizer = training.make_optimizer(config) if optimizer is None else optimizer
 
     def loss_fn(params, batch):

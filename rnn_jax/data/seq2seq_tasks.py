@@ -97,8 +97,12 @@ _TEST_CHUNK = 4000  # candidates per draw of the test set
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
-    """A generated task; see the module docstring.
+class PairTask:
+    """A generated string-to-string task; see the module docstring.
+
+    Not a :class:`rnn_jax.tasks.base.Task`: those sample float feature batches inside a
+    jitted program from a PRNG key; a pair task renders strings on the host from a NumPy
+    generator, with a hashed train/test split and two vocabularies.
 
     Attributes:
       name: ``"addition"`` or ``"dates"``.
@@ -165,7 +169,7 @@ class Task:
 
 # ------------------------------------------------------------------------- addition
 
-def addition(max_digits: int = 3, test_fraction: float = 0.01) -> Task:
+def addition(max_digits: int = 3, test_fraction: float = 0.01) -> PairTask:
     """``"a+b" -> str(a + b)``; each operand has a digit count uniform in
     ``1..max_digits`` and is then uniform among the numbers with that many digits
     (one digit: 0..9), so short operands are as common as long ones."""
@@ -186,7 +190,7 @@ def addition(max_digits: int = 3, test_fraction: float = 0.01) -> Task:
         a, b = int(code[0]), int(code[1])
         return f"{a}+{b}", str(a + b)
 
-    return Task("addition", CharVocab("+0123456789"), CharVocab("0123456789"),
+    return PairTask("addition", CharVocab("+0123456789"), CharVocab("0123456789"),
                 2 * max_digits + 1, max_digits + 1, test_fraction, draw, key, key, render,
                 salt=0x5EED_ADD)
 
@@ -237,7 +241,7 @@ def _longest(name: str) -> int:
 
 
 def dates(min_year: int = 1900, max_year: int = 2099, formats: Sequence[str] | None = None,
-          test_fraction: float = 0.02) -> Task:
+          test_fraction: float = 0.02) -> PairTask:
     """``"22 November 2026" -> "2026-11-22"``: a date uniform over
     ``min_year-01-01 .. max_year-12-31`` (Python's proleptic Gregorian calendar, so
     month lengths and leap years are right) in a format uniform over ``formats``
@@ -273,7 +277,7 @@ def dates(min_year: int = 1900, max_year: int = 2099, formats: Sequence[str] | N
         d = datetime.date.fromordinal(int(code[0]))
         return fmts[int(code[1])](d), d.isoformat()
 
-    return Task("dates", CharVocab(source_chars), CharVocab("-0123456789"),
+    return PairTask("dates", CharVocab(source_chars), CharVocab("-0123456789"),
                 max(_longest(f) for f in names), 10, test_fraction, draw, key, example_id, render,
                 salt=0xDA7E5)
 
@@ -286,7 +290,7 @@ def _check_fraction(test_fraction) -> None:
 
 # ------------------------------------------------------------------------- encoding
 
-def encode(task: Task, pairs: Sequence[tuple[str, str]]) -> dict:
+def encode(task: PairTask, pairs: Sequence[tuple[str, str]]) -> dict:
     """Padded id arrays of ``pairs`` (NumPy int32), at the task's fixed widths so every
     batch has one shape: ``S = max_source_len``, ``T = max_target_len + 1``.
 

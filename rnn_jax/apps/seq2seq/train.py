@@ -49,7 +49,7 @@ def default_config() -> ml_collections.ConfigDict:
     """Every field of a seq2seq run with its default (attention, 3-digit addition)."""
     c = ml_collections.ConfigDict()
     c.experiment = EXPERIMENT
-    # Task (rnn_jax.data.seq2seq_tasks).
+    # The task (rnn_jax.data.seq2seq_tasks.PairTask).
     c.task = ml_collections.ConfigDict()
     c.task.name = "addition"             # TASKS
     c.task.max_digits = 3                # addition: operands of 1..max_digits digits
@@ -117,7 +117,7 @@ def validate(config) -> None:
 resolve_config = training.resolve_config  # the cosine schedule's length pinned
 
 
-def make_task(config) -> tasks_lib.Task:
+def make_task(config) -> tasks_lib.PairTask:
     """The task of ``config.task`` (:mod:`rnn_jax.data.seq2seq_tasks`)."""
     t = config.task
     kw = {"test_fraction": t.test_fraction} if t.test_fraction else {}

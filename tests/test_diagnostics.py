@@ -153,12 +153,22 @@ def test_jacobian_norms_match_jacrev_of_explicit_product(name):
         assert_close(10.0 ** row, sv, atol=atol)
 
 
+def _linear_step(p, c, x):
+    return p @ c, c
+
+
+# Module level, so that both cases of the T = 2001 test share one compilation (test time).
+_jitted_log10_jacobian_norms = jax.jit(functools.partial(dg.jacobian_norms, _linear_step,
+                                                         log10=True))
+_jitted_log10_grad_norms_of_dot = jax.jit(lambda w, c0, xs, v: dg.grad_norms(
+    _linear_step, w, c0, xs, lambda s: jnp.dot(v, s[-1]), log10=True))
+
+
 def _linear_setup(a, size=16, steps=2001):
     q = initializers.orthogonal(jax.random.PRNGKey(3), (size, size))
     w = a * q
-    step = lambda p, c, x: (p @ c, c)
     c0 = jax.random.normal(jax.random.PRNGKey(4), (size,))
-    return step, w, c0, jnp.zeros((steps, 1))
+    return _linear_step, w, c0, jnp.zeros((steps, 1))
 
 
 @pytest.mark.numerics
@@ -170,13 +180,13 @@ def test_log10_linear_cell_is_exact_in_float32_at_t_2001(a):
     assert w.dtype == jnp.float32
     lag = steps - 1 - np.arange(steps)
     want = lag * np.log10(a)
-    jn = np.asarray(jax.jit(functools.partial(dg.jacobian_norms, step, log10=True))(w, c0, xs))
+    jn = np.asarray(_jitted_log10_jacobian_norms(w, c0, xs))
     assert abs(jn[0] - 2000 * np.log10(a)) < 1e-3
     np.testing.assert_allclose(jn, want, atol=1e-3, rtol=0)
     v = jax.random.normal(jax.random.PRNGKey(5), (16,))
     v = v / jnp.linalg.norm(v)
     # dL/dcarry_t = (W^T)^(T-1-t) v, whose norm is a^(T-1-t).
-    gl = dg.grad_norms(step, w, c0, xs, lambda s: jnp.dot(v, s[-1]), log10=True)
+    gl = _jitted_log10_grad_norms_of_dot(w, c0, xs, v)
     np.testing.assert_allclose(np.asarray(gl), want, atol=1e-3, rtol=0)
 
     if a < 1:

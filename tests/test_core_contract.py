@@ -89,10 +89,20 @@ def test_return_carries_agree_on_every_path(name):
     cell, params, xs = _setup(name)
     carry = cell.initial_carry((2,))
     lengths = jnp.array([7, 4])
-    outs = {}
-    for path, kw in {"fused": {}, "plain": {"fused": False}, "remat": {"remat": 3}}.items():
-        outs[path] = rnn_jax.unroll(cell, params, carry, xs, lengths=lengths,
-                                    return_carries=True, **kw)
+    # Every path's run and the carries' gradients in one jitted program (test time: one
+    # compilation instead of an eager one per scan).
+    @jax.jit
+    def outputs(params, xs):
+        outs = {}
+        for path, kw in {"fused": {}, "plain": {"fused": False}, "remat": {"remat": 3}}.items():
+            outs[path] = rnn_jax.unroll(cell, params, carry, xs, lengths=lengths,
+                                        return_carries=True, **kw)
+        g = {p: jax.grad(lambda q: sum(jnp.sum(jnp.sin(l)) for l in jax.tree_util.tree_leaves(
+            rnn_jax.unroll(cell, q, carry, xs, lengths=lengths, return_carries=True,
+                           fused=p == "fused")[2])))(params) for p in ("fused", "plain")}
+        return outs, g
+
+    outs, g = outputs(params, xs)
     for path in ("plain", "remat"):
         _close(outs[path], outs["fused"])
     final, ys, carries = outs["fused"]
@@ -104,9 +114,6 @@ def test_return_carries_agree_on_every_path(name):
     for leaf in jax.tree_util.tree_leaves(carries):
         np.testing.assert_array_equal(np.asarray(leaf[4:, 1]), 0.0)
     # Gradients through the carries agree too (the LSTM's c output has its own cotangent).
-    g = {p: jax.grad(lambda q: sum(jnp.sum(jnp.sin(l)) for l in jax.tree_util.tree_leaves(
-        rnn_jax.unroll(cell, q, carry, xs, lengths=lengths, return_carries=True,
-                       fused=p == "fused")[2])))(params) for p in ("fused", "plain")}
     _close(g["fused"], g["plain"])
 
 
@@ -125,12 +132,17 @@ def test_nan_and_inf_in_the_padding_have_no_effect(name):
         def loss(p, x):
             c, ys = rnn_jax.unroll(cell, p, carry, x, lengths=lengths, **kw)
             return jnp.sum(jnp.sin(ys)) + jnp.sum(_first_leaf(c))
-        got = jax.value_and_grad(loss, argnums=(0, 1))(params, dirty)
-        want = jax.value_and_grad(loss, argnums=(0, 1))(params, xs)
+
+        # One jitted program per path, run on the dirty and on the clean inputs: one
+        # compilation instead of eager ones per scan (test time); the comparison is
+        # between two runs of it that differ only in the padding's content.
+        run = jax.jit(lambda p, x: (jax.value_and_grad(loss, argnums=(0, 1))(p, x),
+                                    rnn_jax.unroll(cell, p, carry, x, lengths=lengths, **kw)[1]))
+        got, ys = run(params, dirty)
+        want, _ = run(params, xs)
         for leaf in jax.tree_util.tree_leaves(got):
             assert np.all(np.isfinite(np.asarray(leaf))), kw
         _close(got, want)
-        ys = rnn_jax.unroll(cell, params, carry, dirty, lengths=lengths, **kw)[1]
         np.testing.assert_array_equal(np.asarray(ys[4:, 1]), 0.0)
 
 

@@ -86,8 +86,10 @@ def _naive_grads(step, params, c0, xs, loss_fn):
 def test_grad_norms_match_naive_per_lag_loop(name):
     cell, params, c0, xs = _setup(name)
     want = _naive_grads(cell.step, params, c0, xs, _loss)
-    got = dg.grad_norms(cell.step, params, c0, xs, _loss)
-    got_log = dg.grad_norms(cell.step, params, c0, xs, _loss, log10=True)
+    # Both under test in one jitted program (test time: one compilation, not eager ones).
+    got, got_log = jax.jit(lambda p, c, x: (dg.grad_norms(cell.step, p, c, x, _loss),
+                                            dg.grad_norms(cell.step, p, c, x, _loss, log10=True))
+                           )(params, c0, xs)
     for w, g, gl in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got),
                         jax.tree_util.tree_leaves(got_log)):
         assert g.shape == gl.shape == (T,)
@@ -133,15 +135,20 @@ def test_jacobian_norms_match_jacrev_of_explicit_product(name):
     # Each cell checks both norms, one renormalised and one plain (each call compiles a scan).
     wants = {2: want2, "fro": want_fro}
     log_ord, plain_ord = (2, "fro") if name == "lstm" else ("fro", 2)
-    got_log = dg.jacobian_norms(cell.step, params, c0, xs, ord=log_ord, log10=True)
+    lags = [0, 3, T - 1]
+
+    @jax.jit  # everything under test in one compiled program (test time)
+    def diagnostics(p, c, x):
+        return (dg.jacobian_norms(cell.step, p, c, x, ord=log_ord, log10=True),
+                dg.jacobian_norms(cell.step, p, c, x, ord=plain_ord),
+                dg.jacobian_spectra(cell.step, p, c, x, lags) if name == "lstm" else None)
+
+    got_log, got, spectra = diagnostics(params, c0, xs)
     assert_close(10.0 ** np.asarray(got_log, np.float64), wants[log_ord],
                  atol=atols[log_ord])
-    got = dg.jacobian_norms(cell.step, params, c0, xs, ord=plain_ord)
     assert_close(np.asarray(got), wants[plain_ord], atol=atols[plain_ord])
     if name != "lstm":
         return
-    lags = [0, 3, T - 1]
-    spectra = dg.jacobian_spectra(cell.step, params, c0, xs, lags)
     assert spectra.shape == (len(lags), dim)
     for row, k in zip(np.asarray(spectra, np.float64), lags):
         sv = np.linalg.svd(mats[T - 1 - k], compute_uv=False)
@@ -153,12 +160,22 @@ def test_jacobian_norms_match_jacrev_of_explicit_product(name):
         assert_close(10.0 ** row, sv, atol=atol)
 
 
+def _linear_step(p, c, x):
+    return p @ c, c
+
+
+# Module level, so that both cases of the T = 2001 test share one compilation (test time).
+_jitted_log10_jacobian_norms = jax.jit(functools.partial(dg.jacobian_norms, _linear_step,
+                                                         log10=True))
+_jitted_log10_grad_norms_of_dot = jax.jit(lambda w, c0, xs, v: dg.grad_norms(
+    _linear_step, w, c0, xs, lambda s: jnp.dot(v, s[-1]), log10=True))
+
+
 def _linear_setup(a, size=16, steps=2001):
     q = initializers.orthogonal(jax.random.PRNGKey(3), (size, size))
     w = a * q
-    step = lambda p, c, x: (p @ c, c)
     c0 = jax.random.normal(jax.random.PRNGKey(4), (size,))
-    return step, w, c0, jnp.zeros((steps, 1))
+    return _linear_step, w, c0, jnp.zeros((steps, 1))
 
 
 @pytest.mark.numerics
@@ -170,13 +187,13 @@ def test_log10_linear_cell_is_exact_in_float32_at_t_2001(a):
     assert w.dtype == jnp.float32
     lag = steps - 1 - np.arange(steps)
     want = lag * np.log10(a)
-    jn = np.asarray(jax.jit(functools.partial(dg.jacobian_norms, step, log10=True))(w, c0, xs))
+    jn = np.asarray(_jitted_log10_jacobian_norms(w, c0, xs))
     assert abs(jn[0] - 2000 * np.log10(a)) < 1e-3
     np.testing.assert_allclose(jn, want, atol=1e-3, rtol=0)
     v = jax.random.normal(jax.random.PRNGKey(5), (16,))
     v = v / jnp.linalg.norm(v)
     # dL/dcarry_t = (W^T)^(T-1-t) v, whose norm is a^(T-1-t).
-    gl = dg.grad_norms(step, w, c0, xs, lambda s: jnp.dot(v, s[-1]), log10=True)
+    gl = _jitted_log10_grad_norms_of_dot(w, c0, xs, v)
     np.testing.assert_allclose(np.asarray(gl), want, atol=1e-3, rtol=0)
 
     if a < 1:

@@ -88,7 +88,18 @@ def test_tanh_rnn_matches_float64_reference():
     cell = cells.rnn(H, recurrent_scale=1.5)
     p = cell.init(jax.random.PRNGKey(1), 2)
     xs = jax.random.normal(jax.random.PRNGKey(2), (T, 2))
-    out = diagnostics.lyapunov_exponents(cell.step, p, cell.initial_carry(), xs, lags=[3, 8])
+
+    # The four estimates below in one jitted program (test time: one compilation, not
+    # eager ones per call).
+    @jax.jit
+    def estimates(p, xs):
+        c0 = cell.initial_carry()
+        return (diagnostics.lyapunov_exponents(cell.step, p, c0, xs, lags=[3, 8]),
+                diagnostics.lyapunov_exponents(cell.step, p, c0, xs, num_exponents=2),
+                diagnostics.top_exponent(cell.step, p, c0, xs),
+                diagnostics.top_exponent(cell.step, p, c0, xs, mode="fwd"))
+
+    out, k2, top, top_fwd = estimates(p, xs)
     f64 = {k: np.asarray(v, np.float64) for k, v in p.items()}
     want, unsorted, prods = _numpy_qr_reference(f64["w_x"], f64["w_h"], f64["b"], np.asarray(xs, np.float64), H)
     # float32 trajectory and QR against float64: per-step logs differ by ~1e-6 (a few ulps
@@ -101,11 +112,8 @@ def test_tanh_rnn_matches_float64_reference():
         assert c >= 0.3 * true                     # and it is not a trivial bound
     # The first k columns of Q evolve independently of the others: k = 2 gives the first
     # two diagonal sums of the full run (in QR order, then sorted).
-    k2 = diagnostics.lyapunov_exponents(cell.step, p, cell.initial_carry(), xs, num_exponents=2)
     np.testing.assert_allclose(k2["exponents"], np.sort(unsorted[:2])[::-1], atol=2e-5)
-    top = diagnostics.top_exponent(cell.step, p, cell.initial_carry(), xs)
     np.testing.assert_allclose(top, unsorted[0], atol=2e-5)
-    top_fwd = diagnostics.top_exponent(cell.step, p, cell.initial_carry(), xs, mode="fwd")
     np.testing.assert_allclose(top_fwd, unsorted[0], atol=2e-5)
 
 
@@ -116,12 +124,20 @@ def test_batch_lengths_and_nan_padding():
     xs = jax.random.normal(jax.random.PRNGKey(4), (T, 2, 2))
     lengths = jnp.array([9, 5])
     xs_nan = xs.at[5:, 1].set(jnp.nan)
-    out = diagnostics.lyapunov_exponents(cell.step, p, cell.initial_carry((2,)), xs_nan,
-                                         lengths=lengths, batch_ndim=1, discard=1)
+
+    # The batched run and both references in one jitted program (test time).
+    @jax.jit
+    def estimates(p, xs, xs_nan):
+        out = diagnostics.lyapunov_exponents(cell.step, p, cell.initial_carry((2,)), xs_nan,
+                                             lengths=lengths, batch_ndim=1, discard=1)
+        ones = [diagnostics.lyapunov_exponents(cell.step, p, cell.initial_carry(), xs[:L, b],
+                                               discard=1) for b, L in enumerate([9, 5])]
+        return out, ones
+
+    out, ones = estimates(p, xs, xs_nan)
     assert out["exponents"].shape == (2, 2 * H)
     for b, L in enumerate([9, 5]):
-        one = diagnostics.lyapunov_exponents(cell.step, p, cell.initial_carry(), xs[:L, b],
-                                             discard=1)
+        one = ones[b]
         # Same float32 operations in a different batch layout: rounding only.
         np.testing.assert_allclose(out["exponents"][b], one["exponents"], rtol=1e-5, atol=1e-5)
         assert int(out["steps"][b]) == L - 1

@@ -152,8 +152,9 @@ def test_matches_float64_reference(name):
         if not name.startswith("lru"):  # the LRU's init is already generic; keep |lambda| < 1
             params = perturb(params, jax.random.key(1))
         xs = jax.random.normal(jax.random.key(2), (T, B, I), jnp.float64)
-        final, ys = unroll(cell, params, cell.initial_carry((B,)), xs)
-        rets = _retentions(cell, params, xs)
+        # One jitted program for both runs (test time: one compilation, not eager ones).
+        final, ys, rets = jax.jit(lambda p, x: unroll(cell, p, cell.initial_carry((B,)), x)
+                                  + (_retentions(cell, p, x),))(params, xs)
         r_final, r_ys, r_rets = ref(np_params(params), np.asarray(xs))
         # float64 against float64: only rounding differs (~T * 1e-16).
         np.testing.assert_allclose(np.asarray(ys), r_ys, rtol=1e-10, atol=1e-12)

@@ -76,7 +76,11 @@ def test_grad_norms_log10_match_float64_jacobian_products(name):
         return sum(jnp.sum(wl * s[-1]) for wl, s in zip(jax.tree_util.tree_leaves(w),
                                                         jax.tree_util.tree_leaves(states)))
 
-    got = diagnostics.grad_norms(cell.step, params, cell.initial_carry(), xs, loss_fn, log10=True)
+    # Both diagnostics in one jitted program (test time: one compilation, not eager ones).
+    got, fro = jax.jit(lambda p, x: (
+        diagnostics.grad_norms(cell.step, p, cell.initial_carry(), x, loss_fn, log10=True),
+        diagnostics.jacobian_norms(cell.step, p, cell.initial_carry(), x, ord="fro",
+                                   log10=True)))(params, xs)
     with jax.enable_x64(True):
         p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
         cell64 = MAKERS[name](jnp.float64)
@@ -94,6 +98,5 @@ def test_grad_norms_log10_match_float64_jacobian_products(name):
         np.testing.assert_array_equal(np.isfinite(g), finite)
         np.testing.assert_allclose(g[finite], r[finite], atol=1e-4)
     # jacobian_norms (Frobenius, log10) against the same float64 products.
-    fro = np.asarray(diagnostics.jacobian_norms(cell.step, params, cell.initial_carry(), xs,
-                                                ord="fro", log10=True), np.float64)
+    fro = np.asarray(fro, np.float64)
     np.testing.assert_allclose(fro, want_fro, atol=1e-4)

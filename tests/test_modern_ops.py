@@ -39,33 +39,51 @@ def _close(a, b, tol=1e-6):
 def test_ops_lengths_reverse_bidirectional_stacked_remat_flax(name):
     cell, params, xs = _setup(name)
     c0 = cell.initial_carry((B,))
+    p2 = cell.init(jax.random.key(5), H)
+
+    # Every library call and every reference of this test in ONE jitted program: one XLA
+    # compilation per cell instead of eager per-primitive ones (test time: CI budget).
+    @jax.jit
+    def outputs(params, p2, xs):
+        out = {}
+        for reverse in (False, True):
+            out[f"batch_{reverse}"] = rnn_jax.unroll(cell, params, c0, xs, lengths=LENGTHS,
+                                                   reverse=reverse)
+            out[f"alone_{reverse}"] = [
+                rnn_jax.unroll(cell, params, cell.initial_carry(), xs[:L, b], reverse=reverse)
+                for b, L in enumerate(LENGTHS)]
+        out["bi"] = rnn_jax.bidirectional(cell, cell, (params, params), (c0, c0), xs,
+                                          lengths=LENGTHS)[1]
+        out["rev"] = rnn_jax.unroll(cell, params, cell.initial_carry(), xs[:3, 1],
+                                    reverse=True)[1]
+        out["stacked"] = rnn_jax.stacked([cell, cell], [params, p2], [c0, c0], xs,
+                                         lengths=LENGTHS)[1]
+        y1 = rnn_jax.unroll(cell, params, c0, xs, lengths=LENGTHS)[1]
+        out["layer2"] = rnn_jax.unroll(cell, p2, c0, y1, lengths=LENGTHS)[1]
+
+        def loss(p, remat):
+            f, ys = rnn_jax.unroll(cell, p, c0, xs, lengths=LENGTHS, remat=remat)
+            return jnp.sum(ys ** 2)
+        out["remat"] = jax.value_and_grad(loss)(params, 2)
+        out["no_remat"] = jax.value_and_grad(loss)(params, None)
+        return out
+
+    out = outputs(params, p2, xs)
     # Padded batch == each sequence alone, forward and reverse.
     for reverse in (False, True):
-        final, ys = rnn_jax.unroll(cell, params, c0, xs, lengths=LENGTHS, reverse=reverse)
+        final, ys = out[f"batch_{reverse}"]
         for b in range(B):
             L = LENGTHS[b]
-            f_b, y_b = rnn_jax.unroll(cell, params, cell.initial_carry(), xs[:L, b],
-                                      reverse=reverse)
+            f_b, y_b = out[f"alone_{reverse}"][b]
             _close(ys[:L, b], y_b)
             assert np.all(np.asarray(ys[L:, b]) == 0)
             _close(jax.tree_util.tree_map(lambda a: a[b], final), f_b)
     # Bidirectional: the backward half at step t is the reverse run alone.
-    (_, _), ys_bi = rnn_jax.bidirectional(cell, cell, (params, params), (c0, c0), xs,
-                                          lengths=LENGTHS)
-    _, y_rev = rnn_jax.unroll(cell, params, cell.initial_carry(), xs[:3, 1], reverse=True)
-    _close(ys_bi[:3, 1, H:], y_rev)
+    _close(out["bi"][:3, 1, H:], out["rev"])
     # Stacked: layer 2 sees layer 1's outputs.
-    p2 = cell.init(jax.random.key(5), H)
-    _, ys_st = rnn_jax.stacked([cell, cell], [params, p2], [c0, c0], xs, lengths=LENGTHS)
-    _, y1 = rnn_jax.unroll(cell, params, c0, xs, lengths=LENGTHS)
-    _, y2 = rnn_jax.unroll(cell, p2, c0, y1, lengths=LENGTHS)
-    _close(ys_st, y2)
-
+    _close(out["stacked"], out["layer2"])
     # remat: same values and gradients.
-    def loss(p, remat):
-        f, ys = rnn_jax.unroll(cell, p, c0, xs, lengths=LENGTHS, remat=remat)
-        return jnp.sum(ys ** 2)
-    _close(jax.value_and_grad(loss)(params, 2), jax.value_and_grad(loss)(params, None), 1e-5)
+    _close(out["remat"], out["no_remat"], 1e-5)
     # flax wrapper: the module calls unroll on params["cell"].
     model = nn.RNN(cell)
     xs_bm = jnp.swapaxes(xs, 0, 1)

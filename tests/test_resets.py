@@ -81,8 +81,11 @@ def test_packed_row_equals_each_sequence_alone(name, path):
             total = total + jnp.sum(_first_leaf(c))
         return total
 
-    got = jax.value_and_grad(packed, argnums=(0, 1, 2))(params, xs, carry)
-    want = jax.value_and_grad(separate, argnums=(0, 1, 2))(params, xs, carry)
+    # Both sides in one jitted program: one XLA compilation rather than an eager
+    # per-primitive one for each of the five differently long reference scans.
+    got, want = jax.jit(lambda p, x, c0: (
+        jax.value_and_grad(packed, argnums=(0, 1, 2))(p, x, c0),
+        jax.value_and_grad(separate, argnums=(0, 1, 2))(p, x, c0)))(params, xs, carry)
     _close(got, want)
 
 
@@ -90,21 +93,29 @@ def test_resets_with_lengths_bidirectional_and_stacked():
     cell, params, xs, resets, carry, w = _packed_setup("lstm")
     lengths = jnp.array([T_PACK, 6])  # row 1's last sequence [6, 9) is padding
     c0 = cell.initial_carry((2,))
-    run = lambda fused: jax.value_and_grad(lambda p: jnp.sum(jnp.sin(rnn_jax.bidirectional(
-        cell, cell, (p, p), (c0, c0), xs, lengths=lengths, resets=resets, fused=fused)[1])))(params)
-    _close(run(True), run(False))
+    p2 = cells.lstm(H).init(jax.random.PRNGKey(9), H)
+
+    @jax.jit  # every computation below in one compiled program (test time)
+    def outputs(params, p2, xs):
+        run = lambda fused: jax.value_and_grad(lambda p: jnp.sum(jnp.sin(rnn_jax.bidirectional(
+            cell, cell, (p, p), (c0, c0), xs, lengths=lengths, resets=resets,
+            fused=fused)[1])))(params)
+        _, ys = rnn_jax.bidirectional(cell, cell, (params, params), (c0, c0), xs,
+                                      lengths=lengths, resets=resets)
+        refs = [rnn_jax.unroll(cell.step, params, cell.initial_carry(), xs[s:e, 1],
+                               reverse=True)[1] for s, e in [(0, 2), (2, 6)]]
+        _, top = rnn_jax.stacked([cell, cell], [params, p2], [c0, c0], xs, resets=resets)
+        _, mid = rnn_jax.unroll(cell, params, c0, xs, resets=resets)
+        _, ref = rnn_jax.unroll(cell, p2, c0, mid, resets=resets, fused=False)
+        return run(True), run(False), ys, refs, top, ref
+
+    fused, plain, ys, refs, top, ref = outputs(params, p2, xs)
+    _close(fused, plain)
     # Row 1's backward direction: its sequences [0, 2) and [2, 6) each reversed alone.
-    _, ys = rnn_jax.bidirectional(cell, cell, (params, params), (c0, c0), xs, lengths=lengths,
-                                  resets=resets)
-    for s, e in [(0, 2), (2, 6)]:
-        _, ref = rnn_jax.unroll(cell.step, params, cell.initial_carry(), xs[s:e, 1], reverse=True)
-        _close(ys[s:e, 1, H:], ref)
+    for (s, e), r in zip([(0, 2), (2, 6)], refs):
+        _close(ys[s:e, 1, H:], r)
     np.testing.assert_array_equal(np.asarray(ys[6:, 1]), 0.0)
     # stacked: every layer resets; equals two unrolls with resets, the top one plain.
-    p2 = cells.lstm(H).init(jax.random.PRNGKey(9), H)
-    _, top = rnn_jax.stacked([cell, cell], [params, p2], [c0, c0], xs, resets=resets)
-    _, mid = rnn_jax.unroll(cell, params, c0, xs, resets=resets)
-    _, ref = rnn_jax.unroll(cell, p2, c0, mid, resets=resets, fused=False)
     _close(top, ref)
 
 

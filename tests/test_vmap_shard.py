@@ -53,22 +53,26 @@ def test_vmap_of_a_per_example_unroll_equals_the_batched_call(name):
 
     vm = lambda p, x: jnp.sum(jax.vmap(one, (None, 1, 0, 0))(p, x, lengths, resets))
     assert "custom_vmap" in str(jax.make_jaxpr(lambda p: one(p, xs[:, 0], 7, resets[0]))(params))
-    _close(jax.value_and_grad(vm, argnums=(0, 1))(params, xs),
-           jax.value_and_grad(batched, argnums=(0, 1))(params, xs))
+    # Each side below is one jitted program (test time: one compilation rather than eager
+    # ones per scan); the references stay separate calls, one per example.
+    _close(jax.jit(jax.value_and_grad(vm, argnums=(0, 1)))(params, xs),
+           jax.jit(jax.value_and_grad(batched, argnums=(0, 1)))(params, xs))
     if name != "lstm":
         return  # the two checks below exercise the shared plumbing; once is enough
     # Per-example gradients (vmap of grad) equal one grad per example.
-    per = jax.vmap(jax.grad(one), (None, 0, 0, 0))(params, xs_b, lengths, resets)
+    per = jax.jit(jax.vmap(jax.grad(one), (None, 0, 0, 0)))(params, xs_b, lengths, resets)
+    grad_one = jax.jit(jax.grad(one))
     for b in range(3):
         _close(jax.tree_util.tree_map(lambda a: a[b], per),
-               jax.grad(one)(params, xs_b[b], lengths[b], resets[b]))
+               grad_one(params, xs_b[b], lengths[b], resets[b]))
     # Per-example params (an ensemble) still batch correctly.
     ens = jax.tree_util.tree_map(lambda a: jnp.stack([a, 2 * a, -a]), params)
-    got = jax.vmap(jax.value_and_grad(one), (0, 0, 0, 0))(ens, xs_b, lengths, resets)
+    got = jax.jit(jax.vmap(jax.value_and_grad(one), (0, 0, 0, 0)))(ens, xs_b, lengths, resets)
+    value_and_grad_one = jax.jit(jax.value_and_grad(one))
     for b in range(3):
         _close(jax.tree_util.tree_map(lambda a: a[b], got),
-               jax.value_and_grad(one)(jax.tree_util.tree_map(lambda a: a[b], ens), xs_b[b],
-                                       lengths[b], resets[b]))
+               value_and_grad_one(jax.tree_util.tree_map(lambda a: a[b], ens), xs_b[b],
+                                  lengths[b], resets[b]))
 
 
 # ------------------------------------------------------------------ shard_map

@@ -188,7 +188,7 @@ def test_bad_stack_and_sequence_op_arguments():
 @pytest.mark.parametrize("module", ["classify", "lm", "forecast", "seq2seq"])
 def test_applications_name_a_bad_optimizer_field(module):
     import importlib
-    mod = importlib.import_module(f"rnn_jax.{module}")
+    mod = importlib.import_module(f"rnn_jax.apps.{module}")
     config = mod.default_config()
     config.optimizer.schedule = "warmup_cosine"
     config.optimizer.warmup_steps = config.num_steps  # warmup would fill the whole run

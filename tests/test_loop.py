@@ -21,6 +21,7 @@ import pytest
 
 from rnn_jax import models
 from rnn_jax.train import checkpointing, loop, training
+from rnn_jax.train import workdir as workdir_lib
 from rnn_jax.train.checkpointing import Checkpointer, IncompatibleCheckpointError
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -30,7 +31,10 @@ def _fixture(name, tmp_path):
     dest = tmp_path / name
     shutil.copytree(os.path.join(DATA, name), dest)
     with open(dest / "config.json") as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        saved = json.load(f)
+    # The run is resumed as a user would: with today's config file, i.e. the saved fields
+    # plus the fields added since, at the values that do what the old run did.
+    config = ml_collections.ConfigDict({**workdir_lib.ADDED_FIELDS, **saved})
     return str(dest), config, dict(np.load(dest / "arrays.npz"))
 
 

@@ -7,24 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnn_jax import cells, diagnostics
+from rnn_jax import diagnostics
 
-T, B, I, H = 6, 2, 3, 4
+from modern_cases import H, MAKERS
+from modern_cases import setup as _setup
 
-MAKERS = {
-    "lru": lambda dt=jnp.float32: cells.lru(H, state_size=3, r_min=0.5, r_max=0.95, dtype=dt),
-    "min_gru": lambda dt=jnp.float32: cells.min_gru(H, dtype=dt),
-    "min_lstm": lambda dt=jnp.float32: cells.min_lstm(H, dtype=dt),
-    "slstm": lambda dt=jnp.float32: cells.slstm(H, num_heads=2, dtype=dt),
-    "indrnn": lambda dt=jnp.float32: cells.indrnn(H, activation="tanh", dtype=dt),
-}
-
-
-def _setup(name, dtype=jnp.float32):
-    cell = MAKERS[name](dtype)
-    params = cell.init(jax.random.key(0), I)
-    xs = jax.random.normal(jax.random.key(1), (T, B, I), dtype)
-    return cell, params, xs
 
 
 def _explicit_log10_grad_norms(cell, params, xs, w):

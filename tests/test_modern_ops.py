@@ -7,25 +7,12 @@ import numpy as np
 import pytest
 
 import rnn_jax
-from rnn_jax import cells, nn
+from rnn_jax import nn
 
-T, B, I, H = 6, 2, 3, 4
+from modern_cases import B, H, MAKERS
+from modern_cases import setup as _setup
+
 LENGTHS = np.array([6, 3])
-
-MAKERS = {
-    "lru": lambda dt=jnp.float32: cells.lru(H, state_size=3, r_min=0.5, r_max=0.95, dtype=dt),
-    "min_gru": lambda dt=jnp.float32: cells.min_gru(H, dtype=dt),
-    "min_lstm": lambda dt=jnp.float32: cells.min_lstm(H, dtype=dt),
-    "slstm": lambda dt=jnp.float32: cells.slstm(H, num_heads=2, dtype=dt),
-    "indrnn": lambda dt=jnp.float32: cells.indrnn(H, activation="tanh", dtype=dt),
-}
-
-
-def _setup(name, dtype=jnp.float32):
-    cell = MAKERS[name](dtype)
-    params = cell.init(jax.random.key(0), I)
-    xs = jax.random.normal(jax.random.key(1), (T, B, I), dtype)
-    return cell, params, xs
 
 
 def _close(a, b, tol=1e-6):

@@ -1,22 +1,8 @@
-"""Core contract 2.0 (issue 11), part 2 of 3: resets (see test_core_contract.py).
+"""Core contract 2.0 (issue 11), part 2 of 3: resets. The whole contract, the references
+and the tolerance are in test_core_contract.py's docstring.
 
-The whole contract:
-
-* a bare step function, even one wrapped with functools.wraps, runs exactly itself;
-* resets: a packed row equals running each sequence alone, values and gradients,
-  on every cell and path (fused, plain, remat, reverse, lengths, bidirectional);
-* return_carries agrees across paths and with the final carry;
-* NaN/Inf in the padding change no value and no gradient, on every path;
-* jax.vmap over a per-example unroll equals the batched call (values and gradients),
-  and per-example gradients (vmap of grad) equal separate grads;
-* shard_map over the batch axis equals the unsharded call (2 host devices, subprocess).
-
-References are independent runs: each packed sequence alone through the plain scan
-(no resets, no padding), and the same computation on clean inputs. Tolerances: every
-quantity is a float32 sum of O(10) terms of size O(1) through a few tanh/sigmoid steps,
-so rounding is ~1e-6 relative; 1e-5 absolute leaves a 10x margin.
+Reference: each packed sequence run alone through the plain scan (no resets, no padding).
 """
-
 
 import jax
 import jax.numpy as jnp

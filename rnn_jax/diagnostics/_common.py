@@ -51,12 +51,24 @@ def check_batch_ndim(batch_ndim, carry, xs) -> int:
     return n
 
 
-def per_example(fn, batch_ndim: int, *, with_lengths: bool):
-    """``fn(params, carry, xs[, lengths])`` vmapped ``batch_ndim`` times over examples."""
+def per_example(fn, step, params, carry, xs, lengths, batch_ndim: int):
+    """``fn(step, params, carry, xs, length)`` for each example, vmapped ``batch_ndim``
+    times over the leading carry axes (axis 1 of ``xs``).
+
+    With ``lengths`` (checked by :func:`check_lengths`), ``step`` and ``xs`` arrive
+    padded-aware (:func:`masked`: the carry is kept at padded steps) and ``length`` is the
+    example's own length; without, they arrive as given and ``length`` is None.
+    """
+    def one(p, c, x, *length):
+        if not length:
+            return fn(step, p, c, x, None)
+        s, x = masked(step, x, length[0])
+        return fn(s, p, c, x, length[0])
+
+    with_lengths = lengths is not None
     for _ in range(batch_ndim):
-        in_axes = (None, 0, 1, 0) if with_lengths else (None, 0, 1)
-        fn = jax.vmap(fn, in_axes=in_axes)
-    return fn
+        one = jax.vmap(one, in_axes=(None, 0, 1, 0) if with_lengths else (None, 0, 1))
+    return one(params, carry, xs, *((lengths,) if with_lengths else ()))
 
 
 def masked(step, xs, lengths):

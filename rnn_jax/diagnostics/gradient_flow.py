@@ -399,14 +399,10 @@ def jacobian_norms(step: Step, params, carry, xs, *, ord: int | str = 2, log10: 
     n = check_batch_ndim(batch_ndim, carry, xs)
     lengths = check_lengths(lengths, carry, xs)
 
-    def one(p, c, x, *length):
-        s = step
-        if length:
-            s, x = masked(step, x, length[0])
+    def one(s, p, c, x, length):
         return _jacobian_scan(s, p, c, x, ord=ord, log10=log10, lag_list=[0])[0]
 
-    args = (params, carry, xs) + (() if lengths is None else (lengths,))
-    return per_example(one, n, with_lengths=lengths is not None)(*args)
+    return per_example(one, step, params, carry, xs, lengths, n)
 
 
 def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log10: bool = True,
@@ -428,11 +424,8 @@ def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log1
     n = check_batch_ndim(batch_ndim, carry, xs)
     lengths = check_lengths(lengths, carry, xs)
 
-    def one(p, c, x, *length):
-        s = step
-        if length:
-            s, x = masked(step, x, length[0])
-        last = length[0] - 1 if length else None
+    def one(s, p, c, x, length):
+        last = None if length is None else length - 1
         _, (buf, buf_lg) = _jacobian_scan(s, p, c, x, ord="fro", log10=True, lag_list=lag_list,
                                           last=last)
         sv = jnp.linalg.svd(buf, compute_uv=False)
@@ -440,8 +433,7 @@ def jacobian_spectra(step: Step, params, carry, xs, lags: Sequence[int], *, log1
         log_sv = jnp.where(tiny, -jnp.inf, jnp.log10(jnp.where(tiny, 1.0, sv)))
         return log_sv + _lg_to_float(buf_lg)[:, None]
 
-    args = (params, carry, xs) + (() if lengths is None else (lengths,))
-    log_sv = per_example(one, n, with_lengths=lengths is not None)(*args)
+    log_sv = per_example(one, step, params, carry, xs, lengths, n)
     return log_sv if log10 else jnp.power(10.0, log_sv)
 
 

@@ -44,7 +44,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from rnn_jax.diagnostics._common import (accumulation_dtype, check_batch_ndim, check_lengths,
-                                         masked, per_example)
+                                         per_example)
 from rnn_jax.diagnostics.gradient_flow import (_check_common, _lg_add, _lg_to_float, Step)
 from rnn_jax._scan import num_steps as _num_steps
 
@@ -117,15 +117,11 @@ def lyapunov_exponents(step: Step, params, carry, xs, *, num_exponents: int | No
         if bad:
             raise ValueError(f"lags must lie in [1, T - discard = {T - discard}], got {bad}")
 
-    def one(p, c, x, *length):
-        s = step
-        if length:
-            s, x = masked(step, x, length[0])
-        return _qr_scan(s, p, c, x, k=k, discard=discard, lag_list=lag_list,
-                        length=length[0] if length else None, mode=mode, key=key)
+    def one(s, p, c, x, length):
+        return _qr_scan(s, p, c, x, k=k, discard=discard, lag_list=lag_list, length=length,
+                        mode=mode, key=key)
 
-    args = (params, carry, xs) + (() if lengths is None else (lengths,))
-    return per_example(one, n, with_lengths=lengths is not None)(*args)
+    return per_example(one, step, params, carry, xs, lengths, n)
 
 
 def _qr_scan(step, params, carry, xs, *, k, discard, lag_list, length, mode="rev", key=None):

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from rnn_jax.diagnostics._common import (accumulation_dtype, check_batch_ndim, check_lengths,
-                                         masked, per_example)
+                                         per_example)
 from rnn_jax.diagnostics.gradient_flow import _check_common, _log10_norm, _norm, Step
 
 
@@ -79,14 +79,10 @@ def param_sensitivity(step: Step, params, carry, xs, *, wrt: Sequence[str] | Non
     n = check_batch_ndim(batch_ndim, carry, xs)
     lengths = check_lengths(lengths, carry, xs)
 
-    def one(p, c, x, *length):
-        s = step
-        if length:
-            s, x = masked(step, x, length[0])
+    def one(s, p, c, x, length):
         return _forward_tangents(s, p, c, x, wrt, log10)
 
-    args = (params, carry, xs) + (() if lengths is None else (lengths,))
-    return per_example(one, n, with_lengths=lengths is not None)(*args)
+    return per_example(one, step, params, carry, xs, lengths, n)
 
 
 def _forward_tangents(step, params, carry, xs, wrt, log10):

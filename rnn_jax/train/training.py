@@ -119,18 +119,17 @@ def make_setup(config) -> Setup:
     Raises ValueError/TypeError naming the bad field before anything is traced.
     """
     model = config_lib.validate(config)
-    config = resolve_config(config, model.task)
+    return _build(resolve_config(config, model.task), model)
+
+
+def _build(config, model) -> Setup:
     clipper = make_clipper(config)
     return Setup(config, model, model.task, make_optimizer(config, clipper=clipper), clipper)
 
 
 def _setup(config, setup):
     """``setup``, or (for callers that pass only a config) one built without validation."""
-    if setup is not None:
-        return setup
-    model = models.make_model(config)
-    clipper = make_clipper(config)
-    return Setup(config, model, model.task, make_optimizer(config, clipper=clipper), clipper)
+    return _build(config, models.make_model(config)) if setup is None else setup
 
 
 # ------------------------------------------------------------------------ optimizer
